@@ -1,0 +1,1 @@
+//! Beacon client and server state machines (discovery, punch coordination, relay).

@@ -1,0 +1,1 @@
+//! NAT traversal decisions: direct, punched or relayed paths, and when to switch.

@@ -1,0 +1,1 @@
+//! The event stream: topic grammar, subscription index and the broker state machine.

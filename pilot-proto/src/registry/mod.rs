@@ -1,0 +1,1 @@
+//! Registry client and server state machines over a reliable byte stream.

@@ -1,0 +1,1 @@
+//! The reliable stream transport, datagrams and virtual ports.

@@ -1,0 +1,1 @@
+//! The trust handshake (request, approve, reject, revoke) and the trust store.

@@ -1,0 +1,1 @@
+//! The encrypted UDP tunnel: peer table, key exchange, seal/open, replay protection.

@@ -1,0 +1,1 @@
+//! Virtual addresses and socket addresses: binary and text forms, ports.

@@ -1,0 +1,1 @@
+//! Data-exchange frames (port 1001).

@@ -1,0 +1,1 @@
+//! Event-stream frames (port 1002).

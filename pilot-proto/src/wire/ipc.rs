@@ -1,0 +1,1 @@
+//! The v0.5 daemon IPC framing and commands.

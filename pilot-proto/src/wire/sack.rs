@@ -1,0 +1,1 @@
+//! SACK blocks carried in ACK payloads.

@@ -1,0 +1,1 @@
+//! The trust-handshake message (port 444).

@@ -1,0 +1,1 @@
+//! Tunnel frames PILT, PILS, PILK, PILA and PILP.

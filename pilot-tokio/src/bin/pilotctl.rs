@@ -1,0 +1,5 @@
+//! `pilotctl`: the Pilot Protocol daemon and command-line client.
+
+fn main() {
+    println!("pilotctl: not built yet");
+}

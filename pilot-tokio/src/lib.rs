@@ -1,0 +1,3 @@
+//! Tokio driver for pilot-proto: daemon, pilotctl, rendezvous, async client.
+
+#![deny(unsafe_code)]

@@ -1,0 +1,1 @@
+//! Cross-crate test helpers; the tests themselves live in `tests/tests/`.
