@@ -13,3 +13,63 @@ pub mod registry;
 pub mod sack;
 pub mod trust;
 pub mod tunnel;
+
+/// Why bytes could not be decoded. Small and `Copy`, with enough detail to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Fewer bytes than the format needs.
+    #[error("truncated: need {needed} bytes, got {got}")]
+    Truncated {
+        /// Bytes the format needs at this point.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
+    /// A length field disagrees with the bytes present.
+    #[error("bad length: declared {declared} bytes, {actual} present")]
+    BadLength {
+        /// Length the frame declares.
+        declared: usize,
+        /// Length actually present.
+        actual: usize,
+    },
+    /// The checksum in the frame does not match the computed one.
+    #[error("checksum mismatch: frame says {declared:#010x}, computed {computed:#010x}")]
+    BadChecksum {
+        /// Checksum carried in the frame.
+        declared: u32,
+        /// Checksum computed over the bytes.
+        computed: u32,
+    },
+    /// A version this implementation does not speak.
+    #[error("unknown version {0}")]
+    UnknownVersion(u8),
+    /// An enumerated field holds a value with no meaning.
+    #[error("unknown {field} value {value:#x}")]
+    UnknownValue {
+        /// Which field.
+        field: &'static str,
+        /// The value found.
+        value: u32,
+    },
+    /// The frame's magic bytes are not the expected ones.
+    #[error("bad magic bytes")]
+    BadMagic,
+    /// The frame is larger than the format allows.
+    #[error("too large: {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Size found.
+        len: usize,
+        /// Largest size allowed.
+        max: usize,
+    },
+    /// Structurally wrong in a way the other variants do not name.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
