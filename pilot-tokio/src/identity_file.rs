@@ -77,7 +77,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IdentityFileError> 
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or_else(|| Path::new("."));
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;

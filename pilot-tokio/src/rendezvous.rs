@@ -186,10 +186,10 @@ impl RegistryCore {
         };
         self.endpoints.insert(id, peer);
         let mut reply = json!({"node_id": id, "network_id": 0, "address": Addr::new(0, id).to_string(), "public_key": key});
-        if let Some(name) = request.get("hostname").and_then(Value::as_str) {
-            if self.claim(id, name) {
-                reply["hostname"] = name.into();
-            }
+        if let Some(name) = request.get("hostname").and_then(Value::as_str)
+            && self.claim(id, name)
+        {
+            reply["hostname"] = name.into();
         }
         Some(reply)
     }

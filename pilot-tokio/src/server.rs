@@ -415,10 +415,10 @@ async fn forward_ordered(
     out: mpsc::Sender<Vec<u8>>,
 ) {
     while let Some(next) = rx.recv().await {
-        if let Ok(Some(body)) = next.await {
-            if out.send(body).await.is_err() {
-                return;
-            }
+        if let Ok(Some(body)) = next.await
+            && out.send(body).await.is_err()
+        {
+            return;
         }
     }
 }

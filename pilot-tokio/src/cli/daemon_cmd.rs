@@ -167,10 +167,10 @@ async fn start(ctx: &Ctx, args: DaemonArgs) -> Result<(), CliError> {
             )
             .hint(format!("last log lines:\n{}", log_tail(&ctx.paths.logfile))));
         }
-        if let Some(info) = answering_info(&ctx.paths.socket).await {
-            if info["address"].as_str().is_some_and(|a| !a.is_empty()) {
-                break info;
-            }
+        if let Some(info) = answering_info(&ctx.paths.socket).await
+            && info["address"].as_str().is_some_and(|a| !a.is_empty())
+        {
+            break info;
         }
         if Instant::now() >= deadline {
             return Err(CliError::new(

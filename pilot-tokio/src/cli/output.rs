@@ -134,7 +134,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     while !rest.is_empty() {
         let split = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or(format!("invalid duration {text:?}"))?;
+            .ok_or_else(|| format!("invalid duration {text:?}"))?;
         let (num, tail) = rest.split_at(split);
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit())

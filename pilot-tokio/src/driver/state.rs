@@ -128,8 +128,10 @@ impl State {
                 conn,
                 reply,
             } => {
-                if self.conns.get(&conn).is_some_and(|c| c.session == session) {
-                    self.forget(conn).map(|c| node.close(now, c.stream));
+                if self.conns.get(&conn).is_some_and(|c| c.session == session)
+                    && let Some(c) = self.forget(conn)
+                {
+                    node.close(now, c.stream)
                 }
                 let _ = reply.send(Ok(()));
             }
@@ -200,7 +202,9 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         for id in owned {
-            self.forget(id).map(|c| node.close(clock(), c.stream));
+            if let Some(c) = self.forget(id) {
+                node.close(clock(), c.stream)
+            }
         }
         let ports: Vec<u16> = self
             .ports

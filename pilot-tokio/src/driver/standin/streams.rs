@@ -78,10 +78,10 @@ impl Node {
         let n = data.len().min(STREAM_BUFFER.saturating_sub(p.rx.len()));
         p.rx.extend_from_slice(&data[..n]);
         let service = p.service;
-        if n < data.len() {
-            if let Some(s) = self.streams.get_mut(&stream) {
-                s.blocked = true;
-            }
+        if n < data.len()
+            && let Some(s) = self.streams.get_mut(&stream)
+        {
+            s.blocked = true;
         }
         match service {
             Some(port) => self.run_service(peer, port),
