@@ -16,12 +16,15 @@ struct Raw(UnixStream);
 impl Raw {
     fn connect(node: &TestNode) -> Raw {
         let s = UnixStream::connect(node.dir().join("pilot.sock")).expect("connect");
-        s.set_read_timeout(Some(daemon_support::WAIT)).expect("timeout");
+        s.set_read_timeout(Some(daemon_support::WAIT))
+            .expect("timeout");
         Raw(s)
     }
 
     fn send(&mut self, body: &[u8]) {
-        self.0.write_all(&(body.len() as u32).to_be_bytes()).expect("write len");
+        self.0
+            .write_all(&(body.len() as u32).to_be_bytes())
+            .expect("write len");
         self.0.write_all(body).expect("write body");
     }
 
@@ -58,7 +61,10 @@ fn bad_frames_get_errors_and_the_session_keeps_working() {
     assert_eq!(raw.error_text(), "unknown command: 0x7F");
 
     raw.send(&[0x01, 0x00]);
-    assert!(raw.error_text().contains("truncated bind"), "truncated Bind is named");
+    assert!(
+        raw.error_text().contains("truncated bind"),
+        "truncated Bind is named"
+    );
 
     raw.send(&[0x0F, 0x09]);
     assert!(raw.error_text().contains("unknown handshake sub-command"));
@@ -68,7 +74,11 @@ fn bad_frames_get_errors_and_the_session_keeps_working() {
     raw.send(&huge);
     assert!(raw.error_text().contains("message too large"));
 
-    assert!(raw.info()["address"].as_str().is_some_and(|a| !a.is_empty()));
+    assert!(
+        raw.info()["address"]
+            .as_str()
+            .is_some_and(|a| !a.is_empty())
+    );
     assert!(other.info()["node_id"].as_u64().is_some());
     node.stop();
 }
@@ -79,7 +89,9 @@ fn garbage_then_disconnect_does_not_hurt_other_clients() {
     node.start();
     {
         let mut raw = Raw::connect(&node);
-        raw.0.write_all(&[0xFF, 0xFF, 0xFF]).expect("write partial length");
+        raw.0
+            .write_all(&[0xFF, 0xFF, 0xFF])
+            .expect("write partial length");
     }
     let mut raw = Raw::connect(&node);
     raw.send(&[0x06, 0, 0, 0, 99, b'x']);
@@ -96,7 +108,10 @@ fn missing_daemon_is_not_running_with_a_hint() {
     let out = node.run(&["info"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("daemon is not running") && err.contains("pilotctl daemon start"), "{err}");
+    assert!(
+        err.contains("daemon is not running") && err.contains("pilotctl daemon start"),
+        "{err}"
+    );
 
     let out = node.run(&["--json", "info"]);
     assert_eq!(out.status.code(), Some(3));
@@ -114,7 +129,12 @@ fn bad_address_text_is_an_invalid_argument() {
     assert_eq!(out.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&out.stderr).expect("json error");
     assert_eq!(v["code"], "invalid_argument");
-    assert!(v["message"].as_str().is_some_and(|m| m.contains("network mismatch")), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("network mismatch")),
+        "{v}"
+    );
 
     let out = node.run(&["send", "0:zzzz.0000.0001", "80", "--data", "x"]);
     assert_eq!(out.status.code(), Some(2));

@@ -17,12 +17,18 @@ fn identity(node: &TestNode) -> (String, String) {
 
 fn assert_state_files_whole(node: &TestNode) {
     let id_path = node.dir().join("identity.json");
-    let id: Value = serde_json::from_slice(&std::fs::read(&id_path).expect("identity")).expect("identity is JSON");
+    let id: Value = serde_json::from_slice(&std::fs::read(&id_path).expect("identity"))
+        .expect("identity is JSON");
     assert!(id["private_key"].is_string() && id["public_key"].is_string());
-    let mode = std::fs::metadata(&id_path).expect("meta").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&id_path)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "identity file mode");
     let reg = node.dir().join("rendezvous").join("registry.json");
-    let _: Value = serde_json::from_slice(&std::fs::read(reg).expect("registry state")).expect("registry state is JSON");
+    let _: Value = serde_json::from_slice(&std::fs::read(reg).expect("registry state"))
+        .expect("registry state is JSON");
 }
 
 #[test]
@@ -31,12 +37,22 @@ fn restart_keeps_identity_and_address() {
     node.start();
     let before = identity(&node);
     node.stop();
-    assert!(!node.dir().join("pilot.sock").exists(), "socket removed on stop");
-    assert!(!node.dir().join("pilot.pid").exists(), "PID file removed on stop");
+    assert!(
+        !node.dir().join("pilot.sock").exists(),
+        "socket removed on stop"
+    );
+    assert!(
+        !node.dir().join("pilot.pid").exists(),
+        "PID file removed on stop"
+    );
 
     node.start();
     assert_eq!(identity(&node), before);
-    let mode = std::fs::metadata(node.dir().join("pilot.sock")).expect("socket").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(node.dir().join("pilot.sock"))
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "socket mode");
     node.stop();
 }
@@ -53,7 +69,11 @@ fn kill_dash_nine_corrupts_nothing() {
     assert_state_files_whole(&node);
 
     let status = node.run(&["daemon", "status"]);
-    assert_eq!(status.status.code(), Some(3), "status reports a dead daemon");
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "status reports a dead daemon"
+    );
 
     node.start();
     assert_eq!(identity(&node), before);
@@ -81,5 +101,8 @@ fn corrupt_identity_is_a_clear_start_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity") && err.contains("corrupt"), "{err}");
-    assert_eq!(std::fs::read(node.dir().join("identity.json")).expect("kept"), b"{\"private_key\": 5}");
+    assert_eq!(
+        std::fs::read(node.dir().join("identity.json")).expect("kept"),
+        b"{\"private_key\": 5}"
+    );
 }
