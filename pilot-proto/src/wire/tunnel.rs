@@ -119,6 +119,15 @@ pub fn auth_signed_message(sender: u32, public_key: &[u8; 32]) -> [u8; AUTH_SIGN
     message
 }
 
+/// The 20 bytes in front of a PILS ciphertext: magic, sender, nonce.
+pub fn sealed_header(sender: u32, nonce: Nonce) -> [u8; SEALED_HEADER_LEN] {
+    let mut header = [0u8; SEALED_HEADER_LEN];
+    header[field::MAGIC].copy_from_slice(&FrameKind::Sealed.magic());
+    header[field::SENDER].copy_from_slice(&sender.to_be_bytes());
+    header[field::NONCE].copy_from_slice(&nonce.to_bytes());
+    header
+}
+
 /// The 12-byte AES-GCM nonce of a PILS frame: a 4-byte sender-chosen prefix and a 64-bit
 /// counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
