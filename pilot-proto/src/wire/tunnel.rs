@@ -6,7 +6,7 @@
 //! `emit`). It performs no cryptography and holds no policy; sealing and key exchange live in
 //! `crate::crypto` and `crate::tunnel`. All integers are big-endian.
 
-use super::ParseError;
+use super::{EmitError, ParseError};
 
 /// Byte ranges of the tunnel frames, shared by the views and the reprs.
 pub mod field {
@@ -451,16 +451,12 @@ impl<'a> TunnelRepr<'a> {
     /// Writes the frame at the start of `buf` and returns its length.
     ///
     /// # Errors
-    /// [`ParseError::Truncated`] when `buf` is shorter than [`Self::buffer_len`]; nothing is
-    /// written then.
-    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ParseError> {
+    /// [`EmitError::BufferTooSmall`] when `buf` is shorter than [`Self::buffer_len`]; nothing
+    /// is written then.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let len = self.buffer_len();
-        let Some(out) = buf.get_mut(..len) else {
-            return Err(ParseError::Truncated {
-                needed: len,
-                got: buf.len(),
-            });
-        };
+        EmitError::check_len(buf, len)?;
+        let out = &mut buf[..len];
         out[field::MAGIC].copy_from_slice(&self.kind().magic());
         match self {
             Self::Plain(plain) => out[field::PLAIN_PACKET].copy_from_slice(plain.packet),
@@ -609,7 +605,7 @@ mod tests {
         let mut out = [0u8; 3];
         assert_eq!(
             TunnelRepr::Punch.emit(&mut out),
-            Err(ParseError::Truncated { needed: 4, got: 3 })
+            Err(EmitError::BufferTooSmall { needed: 4, got: 3 })
         );
     }
 
