@@ -109,9 +109,8 @@ impl Identity {
             public_key: self.public_key_base64(),
         };
         // Serialising two strings into JSON cannot fail.
-        let text = match serde_json::to_string_pretty(&file) {
-            Ok(text) => text,
-            Err(_) => unreachable!("two string fields always serialise"),
+        let Ok(text) = serde_json::to_string_pretty(&file) else {
+            unreachable!("two string fields always serialise")
         };
         Zeroizing::new(text)
     }

@@ -38,9 +38,8 @@ impl SessionCipher {
     /// Builds the cipher from a derived key.
     pub fn new(key: &TunnelKey) -> Self {
         // A 32-byte key always fits AES-256; `new` only fails on a wrong key length.
-        let unbound = match UnboundKey::new(&AES_256_GCM, key.as_bytes()) {
-            Ok(unbound) => unbound,
-            Err(_) => unreachable!("AES-256 key is 32 bytes by construction"),
+        let Ok(unbound) = UnboundKey::new(&AES_256_GCM, key.as_bytes()) else {
+            unreachable!("AES-256 key is 32 bytes by construction")
         };
         Self {
             key: LessSafeKey::new(unbound),
