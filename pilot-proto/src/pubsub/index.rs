@@ -14,7 +14,7 @@
 //!   uncached rate.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::topic::{MAX_TOKENS, Topic, TopicFilter};
 
@@ -29,6 +29,7 @@ const SMALL_CHILDREN: usize = 8;
 pub struct SubscriptionIndex<K> {
     nodes: Vec<Node<K>>,
     free: Vec<u32>,
+    tokens: Interner,
     len: usize,
     cache: HashMap<Box<str>, u32>,
     cache_results: Vec<Box<[K]>>,
@@ -44,10 +45,21 @@ struct Node<K> {
     tail: Vec<K>,
 }
 
+/// Literal children, keyed by interned token id.
 #[derive(Debug)]
 enum Children {
-    Small(Vec<(Box<str>, u32)>),
-    Large(HashMap<Box<str>, u32>),
+    Small(Vec<(u32, u32)>),
+    Large(HashMap<u32, u32, BuildHasherDefault<IdHasher>>),
+}
+
+/// Gives each literal token of a stored filter a small id, so that matching hashes each topic
+/// token once and then follows integer-keyed edges. Ids are counted per trie edge and reused.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Option<Box<str>>>,
+    edges: Vec<u32>,
+    free: Vec<u32>,
 }
 
 impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
@@ -61,6 +73,7 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
         Self {
             nodes: vec![Node::new()],
             free: Vec::new(),
+            tokens: Interner::default(),
             len: 0,
             cache: HashMap::new(),
             cache_results: Vec::new(),
@@ -131,13 +144,14 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
 
     /// Appends the keys whose filters match `topic` to `out`, bypassing the cache.
     pub fn collect(&self, topic: &Topic, out: &mut Vec<K>) {
-        let mut tokens = [""; MAX_TOKENS];
+        // A token no filter uses gets no id; only wildcards can match at its level.
+        let mut ids = [None; MAX_TOKENS];
         let mut count = 0;
         for token in topic.tokens().take(MAX_TOKENS) {
-            tokens[count] = token;
+            ids[count] = self.tokens.lookup(token);
             count += 1;
         }
-        self.walk(0, &tokens[..count], 0, topic.is_system(), out);
+        self.walk(0, &ids[..count], 0, topic.is_system(), out);
     }
 
     /// Returns the number of stored keys.
@@ -150,9 +164,9 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
         self.len == 0
     }
 
-    fn walk(&self, node: u32, tokens: &[&str], depth: usize, system: bool, out: &mut Vec<K>) {
+    fn walk(&self, node: u32, ids: &[Option<u32>], depth: usize, system: bool, out: &mut Vec<K>) {
         let node = &self.nodes[node as usize];
-        let Some(token) = tokens.get(depth) else {
+        let Some(id) = ids.get(depth) else {
             out.extend_from_slice(&node.exact);
             return;
         };
@@ -161,11 +175,11 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
         if !(system && depth == 0) {
             out.extend_from_slice(&node.tail);
             if let Some(star) = node.star {
-                self.walk(star, tokens, depth + 1, system, out);
+                self.walk(star, ids, depth + 1, system, out);
             }
         }
-        if let Some(child) = node.literal.get(token) {
-            self.walk(child, tokens, depth + 1, system, out);
+        if let Some(child) = id.and_then(|id| node.literal.get(id)) {
+            self.walk(child, ids, depth + 1, system, out);
         }
     }
 
@@ -204,10 +218,9 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
 
     fn child(&self, node: u32, token: &str) -> Option<u32> {
         let node = &self.nodes[node as usize];
-        if token == "*" {
-            node.star
-        } else {
-            node.literal.get(token)
+        match token {
+            "*" => node.star,
+            literal => node.literal.get(self.tokens.lookup(literal)?),
         }
     }
 
@@ -219,11 +232,11 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let parent = &mut self.nodes[parent as usize];
         if token == "*" {
-            parent.star = Some(child);
+            self.nodes[parent as usize].star = Some(child);
         } else {
-            parent.literal.insert(token, child);
+            let id = self.tokens.add_edge(token);
+            self.nodes[parent as usize].literal.insert(id, child);
         }
         child
     }
@@ -239,7 +252,12 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
             let parent = &mut self.nodes[path[depth - 1] as usize];
             match tokens[depth - 1] {
                 "*" => parent.star = None,
-                literal => parent.literal.remove(literal),
+                literal => {
+                    if let Some(id) = self.tokens.lookup(literal) {
+                        parent.literal.remove(id);
+                        self.tokens.remove_edge(id);
+                    }
+                }
             }
             self.free.push(node);
         }
@@ -276,34 +294,32 @@ impl<K> Node<K> {
 }
 
 impl Children {
-    fn get(&self, token: &str) -> Option<u32> {
+    fn get(&self, id: u32) -> Option<u32> {
         match self {
-            Self::Small(entries) => entries.iter().find(|(t, _)| &**t == token).map(|(_, n)| *n),
-            Self::Large(map) => map.get(token).copied(),
+            Self::Small(entries) => entries.iter().find(|(t, _)| *t == id).map(|(_, n)| *n),
+            Self::Large(map) => map.get(&id).copied(),
         }
     }
 
-    fn insert(&mut self, token: &str, node: u32) {
+    fn insert(&mut self, id: u32, node: u32) {
         match self {
-            Self::Small(entries) if entries.len() < SMALL_CHILDREN => {
-                entries.push((token.into(), node));
-            }
+            Self::Small(entries) if entries.len() < SMALL_CHILDREN => entries.push((id, node)),
             Self::Small(entries) => {
-                let mut map: HashMap<Box<str>, u32> = entries.drain(..).collect();
-                map.insert(token.into(), node);
+                let mut map: HashMap<u32, u32, _> = entries.drain(..).collect();
+                map.insert(id, node);
                 *self = Self::Large(map);
             }
             Self::Large(map) => {
-                map.insert(token.into(), node);
+                map.insert(id, node);
             }
         }
     }
 
-    fn remove(&mut self, token: &str) {
+    fn remove(&mut self, id: u32) {
         match self {
-            Self::Small(entries) => entries.retain(|(t, _)| &**t != token),
+            Self::Small(entries) => entries.retain(|(t, _)| *t != id),
             Self::Large(map) => {
-                map.remove(token);
+                map.remove(&id);
             }
         }
     }
@@ -313,6 +329,66 @@ impl Children {
             Self::Small(entries) => entries.is_empty(),
             Self::Large(map) => map.is_empty(),
         }
+    }
+}
+
+impl Interner {
+    fn lookup(&self, token: &str) -> Option<u32> {
+        self.ids.get(token).copied()
+    }
+
+    /// Returns the token's id, counting one more edge that uses it.
+    fn add_edge(&mut self, token: &str) -> u32 {
+        if let Some(id) = self.lookup(token) {
+            self.edges[id as usize] += 1;
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.names.push(None);
+                self.edges.push(0);
+                (self.names.len() - 1) as u32
+            }
+        };
+        self.ids.insert(token.into(), id);
+        self.names[id as usize] = Some(token.into());
+        self.edges[id as usize] = 1;
+        id
+    }
+
+    /// Counts one edge fewer using the token, forgetting it when none is left.
+    fn remove_edge(&mut self, id: u32) {
+        let edges = &mut self.edges[id as usize];
+        *edges = edges.saturating_sub(1);
+        if *edges == 0
+            && let Some(name) = self.names[id as usize].take()
+        {
+            self.ids.remove(&name);
+            self.free.push(id);
+        }
+    }
+}
+
+/// Hashes the interned ids of literal children. The ids are assigned here, densely, so peers
+/// cannot choose colliding values; a multiplicative hash spreads them.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(0x51_7cc1_b727_220a_95);
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.0 = u64::from(value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
