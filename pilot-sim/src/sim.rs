@@ -419,7 +419,8 @@ impl Sim {
         ));
     }
 
-    /// Ends a hold and delivers every held packet now, in the order they were held.
+    /// Ends a hold and delivers every held packet at once, in the order they were held
+    /// (delivery-stage fault rules are skipped for them).
     pub fn release(&mut self, from: HostId, to: HostId) {
         self.holds.remove(&(from.0, to.0));
         self.note(format!(
@@ -431,15 +432,9 @@ impl Sim {
             .into_iter()
             .partition(|(host, packet)| (packet.origin, *host) == (from.0, to.0));
         self.held = kept;
+        // Delivered at once, before anything else due now, so the held order is kept.
         for (host, packet) in released {
-            self.queue.push(
-                self.now,
-                Event::Deliver {
-                    host,
-                    packet,
-                    faults_checked: true,
-                },
-            );
+            self.on_deliver(host, packet, true);
         }
     }
 

@@ -41,6 +41,10 @@ pub struct Pinger {
     pub pong_times: Vec<Instant>,
     pub ping_times: Vec<Instant>,
     pub last_from: Option<SocketAddr>,
+    /// The sequence numbers of the pings seen, in arrival order.
+    pub ping_seqs: Vec<u64>,
+    pub seed: [u8; 32],
+    pub boot: u32,
     outbox: Outbox,
 }
 
@@ -56,6 +60,9 @@ impl Pinger {
             pong_times: Vec::new(),
             ping_times: Vec::new(),
             last_from: None,
+            ping_seqs: Vec::new(),
+            seed: ctx.seed,
+            boot: ctx.boot,
             outbox: Outbox::default(),
         }
     }
@@ -80,6 +87,10 @@ impl Machine for Pinger {
         if let Some(rest) = bytes.strip_prefix(b"PING") {
             self.pings_seen += 1;
             self.ping_times.push(now);
+            let seq = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            self.ping_seqs.push(seq.unwrap_or(0));
             self.outbox.push(from, [b"PONG", rest].concat());
         } else if bytes.starts_with(b"PONG") {
             self.pongs += 1;
@@ -198,7 +209,11 @@ impl Machine for Puncher {
                 self.next = Some(now);
             }
         } else if bytes == b"PUNCH" {
+            // Peer-reflexive learning: punch back to wherever the peer's punches come from.
             self.punches_seen += 1;
+            if self.peer.is_some() && self.peer != Some(from) {
+                self.peer = Some(from);
+            }
             self.outbox.push(from, &b"ACK"[..]);
         } else if bytes == b"ACK" {
             self.acks += 1;
