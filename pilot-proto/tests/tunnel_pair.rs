@@ -39,7 +39,11 @@ fn keys_and_packets_flow_both_ways() {
     // PILA, counted and ignored. Nothing else is dropped.
     for side in [&pair.a, &pair.b] {
         let stats = side.tunnel.stats();
-        assert_eq!(stats.dropped(DropReason::RepeatedKeyExchange), 1, "{stats:?}");
+        assert_eq!(
+            stats.dropped(DropReason::RepeatedKeyExchange),
+            1,
+            "{stats:?}"
+        );
         assert_eq!(stats.total_dropped(), 1, "{stats:?}");
     }
     assert_eq!(
