@@ -163,6 +163,8 @@ impl Pair {
         pair.run();
         pair.a.delivered.clear();
         pair.b.delivered.clear();
+        pair.a.events.clear();
+        pair.b.events.clear();
         pair
     }
 
