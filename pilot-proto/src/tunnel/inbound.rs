@@ -288,6 +288,8 @@ impl Tunnel {
                 self.reply_key_exchange_limited(now, node, endpoint);
                 return Err(DropReason::RepeatedKeyExchange);
             }
+            // Limitation: a key exchange recorded before this tunnel started was never seen,
+            // so a replay of it is taken as new; the genuine peer's next exchange corrects it.
             KeyStatus::Stale => return Err(DropReason::StaleKeyExchange),
             KeyStatus::New => {}
         }

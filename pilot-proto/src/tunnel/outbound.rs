@@ -49,6 +49,8 @@ impl Tunnel {
             self.recycle(buf);
             return false;
         };
+        // Limitation: frames always go to the peer's endpoint; relaying through the beacon is
+        // left to the node, which must wrap and unwrap relayed frames.
         let endpoint = peer.endpoint;
         let Some(session) = peer.sending_session() else {
             self.recycle(buf);
