@@ -284,3 +284,33 @@ fn same_seed_same_wire_bytes() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn keyed_but_silent_peer_stops_retries_without_failing() {
+    let mut pair = Pair::new();
+    pair.run();
+    assert_eq!(pair.a.tunnel.peer_state(B), Some(PeerState::Keyed));
+    // B never sends A anything; A's retries go unanswered.
+    for _ in 0..20 {
+        let Some(deadline) = pair.a.tunnel.poll_timeout() else {
+            break;
+        };
+        pair.now = deadline;
+        pair.a.tunnel.handle_timeout(pair.now);
+        pair.a.transmits(pair.now);
+    }
+    assert_eq!(pair.a.tunnel.poll_timeout(), None);
+    assert!(
+        !pair
+            .a
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::KeyExchangeFailed { .. }))
+    );
+    pair.send_a_to_b(b"still deliverable");
+    pair.run();
+    assert_eq!(
+        pair.b.delivered.last().unwrap().1,
+        packet(A, B, b"still deliverable")
+    );
+}

@@ -151,6 +151,10 @@ impl Tunnel {
         }
         if peer.exchange.attempts >= attempts_max {
             peer.exchange.deadline = None;
+            if peer.can_send() {
+                // Keyed but the peer never sent us anything: the key may well be fine.
+                return;
+            }
             let dropped_packets = peer.queue.len();
             let queue = std::mem::take(&mut peer.queue);
             queue.into_iter().for_each(|buf| self.recycle(buf));

@@ -156,6 +156,14 @@ impl Peer {
             .find(|session| !session.send.is_exhausted())
     }
 
+    /// Whether some session can still seal.
+    pub(super) fn can_send(&self) -> bool {
+        [&self.next, &self.current]
+            .into_iter()
+            .flatten()
+            .any(|s| !s.send.is_exhausted())
+    }
+
     /// Whether `prefix` is one of the prefixes we seal with (a reflected frame).
     // Limitation: a genuine peer whose random prefix equals ours (chance 2^-32 per session)
     // is dropped as a reflection; v0.5's shared key leaves no better option.
