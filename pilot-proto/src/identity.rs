@@ -6,6 +6,11 @@
 //! rename, mode 0600) and use [`Identity::to_file_json`], [`Identity::from_file_json`] and
 //! [`check_file_mode`] for the content. Secret bytes are zeroized on drop and never appear in
 //! `Debug` output.
+//!
+//! # Limitations
+//!
+//! - serde_json and base64 may leave transient copies of the private key text on the heap
+//!   while decoding; the buffers this module owns are wiped, theirs are not.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -57,6 +62,37 @@ pub enum IdentityFileError {
     /// The public key does not belong to the private key.
     #[error("identity file public key does not match its private key")]
     KeyMismatch,
+}
+
+/// Why a base64 Ed25519 public key (as the registry sends it) is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublicKeyError {
+    /// Not standard base64.
+    #[error("public key is not valid base64")]
+    Base64,
+    /// Not 32 bytes.
+    #[error("public key has {0} bytes, want 32")]
+    Length(usize),
+    /// 32 bytes that are not an Ed25519 point.
+    #[error("public key is not a valid ed25519 point")]
+    InvalidPoint,
+}
+
+/// Decodes a registry-provided public key (standard base64 of 32 bytes), for
+/// [`crate::tunnel::Tunnel::add_peer`].
+///
+/// # Errors
+/// [`PublicKeyError`] when the text is not base64 of a valid 32-byte Ed25519 key.
+pub fn decode_public_key(text: &str) -> Result<VerifyingKey, PublicKeyError> {
+    let bytes = BASE64
+        .decode(text.trim())
+        .map_err(|_| PublicKeyError::Base64)?;
+    let bytes: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| PublicKeyError::Length(bytes.len()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| PublicKeyError::InvalidPoint)
 }
 
 /// A node's long-term Ed25519 identity. The secret is zeroized on drop.
@@ -121,6 +157,7 @@ impl Identity {
     /// [`IdentityFileError::Json`], [`IdentityFileError::Base64`],
     /// [`IdentityFileError::KeyLength`] or [`IdentityFileError::KeyMismatch`].
     pub fn from_file_json(text: &str) -> Result<Self, IdentityFileError> {
+        // Limitation: serde_json's own intermediate buffers are not wiped.
         let file: IdentityFile = serde_json::from_str(text).map_err(IdentityFileError::Json)?;
         let private = decode_field("private_key", &file.private_key, 64)?;
         let public = decode_field("public_key", &file.public_key, 32)?;
@@ -267,6 +304,17 @@ mod tests {
             Identity::from_file_json(&mismatched),
             Err(IdentityFileError::KeyMismatch)
         ));
+    }
+
+    #[test]
+    fn registry_public_keys_decode() {
+        let key = decode_public_key("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=").unwrap();
+        assert_eq!(hex::encode(key.as_bytes()), PUBLIC);
+        assert_eq!(decode_public_key("!!").err(), Some(PublicKeyError::Base64));
+        assert_eq!(
+            decode_public_key("AAAA").err(),
+            Some(PublicKeyError::Length(3))
+        );
     }
 
     #[test]

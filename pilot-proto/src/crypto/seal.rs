@@ -28,6 +28,8 @@ pub struct NonceExhausted {
     pub limit: u64,
 }
 
+// Limitation: ring keeps the expanded AES key schedule inside `LessSafeKey` and does not wipe it
+// on drop; only the 32-byte `TunnelKey` this crate holds is zeroized.
 /// An AES-256-GCM key for one tunnel session (v0.5 uses the same key in both directions).
 #[derive(Clone)]
 pub struct SessionCipher {

@@ -13,9 +13,20 @@ use super::event::{DropReason, Event, Inbound};
 use super::peer::{KeyStatus, RecvReject, Session, Slot};
 use crate::crypto::{NonceSequence, ReplayError};
 use crate::wire::tunnel::{
-    AuthKeyExchangeFrame, FrameKind, KeyExchangeFrame, Nonce, PACKET_HEADER_LEN, PlainFrame,
-    SEALED_HEADER_LEN, SealedFrame, auth_signed_message,
+    AuthKeyExchangeFrame, FrameKind, KeyExchangeFrame, MAGIC_LEN, Nonce, PACKET_HEADER_LEN,
+    PlainFrame, SEALED_HEADER_LEN, SealedFrame, TAG_LEN, auth_signed_message,
 };
+
+/// Checks that an opened packet is at least a header and names `node` as its source.
+fn check_inner_source(node: u32, packet: &[u8]) -> Result<(), DropReason> {
+    if packet.len() < PACKET_HEADER_LEN {
+        return Err(DropReason::Malformed);
+    }
+    if packet[PACKET_SRC_NODE] != node.to_be_bytes() {
+        return Err(DropReason::SourceMismatch);
+    }
+    Ok(())
+}
 
 /// Offset of the source node id inside a marshalled packet header.
 const PACKET_SRC_NODE: core::ops::Range<usize> = 6..10;
@@ -61,7 +72,7 @@ impl Tunnel {
         Inbound::Dropped(reason)
     }
 
-    /// PILS: replay check, open in place, mark, confirm the session, check the inner source.
+    /// PILS: pick the session, replay check, open in place, mark, check the inner source.
     fn on_sealed<'a>(
         &mut self,
         now: Instant,
@@ -72,38 +83,14 @@ impl Tunnel {
             SealedFrame::new_checked(&*datagram).map_err(|_| (None, DropReason::Malformed))?;
         let (node, nonce) = (frame.sender(), frame.nonce());
         let refuse = |reason| (Some(node), reason);
-        if !self.config.encrypt {
-            return Err(refuse(DropReason::EncryptionDisabled));
-        }
-        let peer = self
-            .peers
-            .get(&node)
-            .ok_or_else(|| refuse(DropReason::UnknownPeer))?;
-        if peer.is_own_prefix(nonce.prefix) {
-            return Err(refuse(DropReason::Reflected));
-        }
-        let Some(slot) = peer.session_for(nonce.prefix) else {
-            // The peer believes we share a key; remind it of ours.
-            let endpoint = peer.endpoint;
-            self.reply_key_exchange_limited(now, node, endpoint);
-            return Err(refuse(DropReason::NoSession));
-        };
+        let slot = self.select_session(now, node, nonce).map_err(refuse)?;
 
         let sealed = &mut datagram[SEALED_HEADER_LEN..];
         let fresh = self.open(node, slot, nonce, sealed).map_err(refuse)?;
-        let packet: &'a [u8] =
-            &datagram[SEALED_HEADER_LEN..datagram.len() - crate::wire::tunnel::TAG_LEN];
+        let packet: &'a [u8] = &datagram[SEALED_HEADER_LEN..datagram.len() - TAG_LEN];
         self.after_open(node, slot);
 
-        let src = packet
-            .get(PACKET_SRC_NODE)
-            .ok_or_else(|| refuse(DropReason::Malformed))?;
-        if packet.len() < PACKET_HEADER_LEN {
-            return Err(refuse(DropReason::Malformed));
-        }
-        if src != node.to_be_bytes() {
-            return Err(refuse(DropReason::SourceMismatch));
-        }
+        check_inner_source(node, packet).map_err(refuse)?;
         if fresh {
             self.roam(node, from);
         }
@@ -113,6 +100,29 @@ impl Tunnel {
             packet,
             encrypted: true,
         })
+    }
+
+    /// Finds the session a PILS from `node` belongs to, refusing reflections. A peer without
+    /// any session is reminded of our key.
+    fn select_session(
+        &mut self,
+        now: Instant,
+        node: u32,
+        nonce: Nonce,
+    ) -> Result<Slot, DropReason> {
+        if !self.config.encrypt {
+            return Err(DropReason::EncryptionDisabled);
+        }
+        let peer = self.peers.get(&node).ok_or(DropReason::UnknownPeer)?;
+        if peer.is_own_prefix(nonce.prefix) {
+            return Err(DropReason::Reflected);
+        }
+        if let Some(slot) = peer.session_for(nonce.prefix) {
+            return Ok(slot);
+        }
+        let endpoint = peer.endpoint;
+        self.reply_key_exchange_limited(now, node, endpoint);
+        Err(DropReason::NoSession)
     }
 
     /// Checks the replay window, decrypts in place and marks the counter. Returns whether the
@@ -188,7 +198,7 @@ impl Tunnel {
             return Err((Some(node), DropReason::PlaintextAfterKeying));
         }
         self.stats.plaintext_delivered += 1;
-        let packet: &'a [u8] = &datagram[crate::wire::tunnel::MAGIC_LEN..];
+        let packet: &'a [u8] = &datagram[MAGIC_LEN..];
         Ok(Inbound::Packet {
             node,
             packet,
@@ -278,6 +288,8 @@ impl Tunnel {
                 self.reply_key_exchange_limited(now, node, endpoint);
                 return Err(DropReason::RepeatedKeyExchange);
             }
+            // Limitation: a key exchange recorded before this tunnel started was never seen,
+            // so a replay of it is taken as new; the genuine peer's next exchange corrects it.
             KeyStatus::Stale => return Err(DropReason::StaleKeyExchange),
             KeyStatus::New => {}
         }

@@ -60,8 +60,7 @@ pub enum PeerState {
 }
 
 /// The tunnel's peer table and everything it sends and receives. See the module docs for the
-/// call order.
-#[derive(Debug)]
+/// call order. `Debug` shows counts only: no keys, no packet bytes.
 pub struct Tunnel {
     config: TunnelConfig,
     identity: Identity,
@@ -73,6 +72,19 @@ pub struct Tunnel {
     events: VecDeque<Event>,
     stats: TunnelStats,
     last_now: Option<Instant>,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("local_node", &self.local_node)
+            .field("identity", &self.identity)
+            .field("peers", &self.peers)
+            .field("transmits", &self.transmits.len())
+            .field("events", &self.events.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tunnel {

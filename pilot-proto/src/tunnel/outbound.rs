@@ -49,6 +49,8 @@ impl Tunnel {
             self.recycle(buf);
             return false;
         };
+        // Limitation: frames always go to the peer's endpoint; relaying through the beacon is
+        // left to the node, which must wrap and unwrap relayed frames.
         let endpoint = peer.endpoint;
         let Some(session) = peer.sending_session() else {
             self.recycle(buf);
@@ -149,6 +151,10 @@ impl Tunnel {
         }
         if peer.exchange.attempts >= attempts_max {
             peer.exchange.deadline = None;
+            if peer.can_send() {
+                // Keyed but the peer never sent us anything: the key may well be fine.
+                return;
+            }
             let dropped_packets = peer.queue.len();
             let queue = std::mem::take(&mut peer.queue);
             queue.into_iter().for_each(|buf| self.recycle(buf));

@@ -12,13 +12,15 @@ use subtle::ConstantTimeEq as _;
 use crate::crypto::X25519Secret;
 use crate::crypto::{NonceSequence, ReplayError, ReplayWindow, SessionCipher, TunnelKey};
 
+// Limitation: only this many retired prefixes and replaced peer keys are remembered per peer;
+// a replayed frame or key exchange older than that is treated as new (a frame still fails
+// unless its key is current, a key exchange is then accepted as a new key).
 /// Prefixes a session remembers after the peer moved away from them.
 const RETIRED_PREFIXES: usize = 16;
 /// Peer X25519 keys remembered after they were replaced.
 const SUPERSEDED_KEYS: usize = 8;
 
-/// A peer in the table.
-#[derive(Debug)]
+/// A peer in the table. `Debug` shows no keys and no queued packets.
 pub(super) struct Peer {
     pub(super) endpoint: SocketAddr,
     pub(super) signing_key: Option<VerifyingKey>,
@@ -28,6 +30,19 @@ pub(super) struct Peer {
     pub(super) superseded: KeyHistory,
     pub(super) queue: VecDeque<Vec<u8>>,
     pub(super) exchange: ExchangeTimer,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("endpoint", &self.endpoint)
+            .field("registered_key", &self.signing_key.is_some())
+            .field("current", &self.current.is_some())
+            .field("next", &self.next.is_some())
+            .field("queued", &self.queue.len())
+            .field("exchange", &self.exchange)
+            .finish()
+    }
 }
 
 /// Key-exchange retry state.
@@ -141,7 +156,17 @@ impl Peer {
             .find(|session| !session.send.is_exhausted())
     }
 
+    /// Whether some session can still seal.
+    pub(super) fn can_send(&self) -> bool {
+        [&self.next, &self.current]
+            .into_iter()
+            .flatten()
+            .any(|s| !s.send.is_exhausted())
+    }
+
     /// Whether `prefix` is one of the prefixes we seal with (a reflected frame).
+    // Limitation: a genuine peer whose random prefix equals ours (chance 2^-32 per session)
+    // is dropped as a reflection; v0.5's shared key leaves no better option.
     pub(super) fn is_own_prefix(&self, prefix: [u8; 4]) -> bool {
         [&self.current, &self.next]
             .into_iter()
