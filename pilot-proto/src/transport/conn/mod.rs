@@ -15,7 +15,7 @@ use super::config::{TransportConfig, WINDOW_UNIT};
 use super::congestion::Congestion;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
-use super::scoreboard::Scoreboard;
+use super::scoreboard::{Delivered, Scoreboard};
 use super::send::SendBuffer;
 use super::seq::SeqSpace;
 use super::timer::{TimerKind, TimerTable};
@@ -77,8 +77,10 @@ pub(crate) struct Conn {
     scoreboard: Scoreboard,
     rtt: RttEstimator,
     cc: Congestion,
-    /// Send time of the newest segment known delivered (RACK).
-    rack_sent: Option<Instant>,
+    /// The most recently sent segment known delivered, and the RTT of that delivery (RACK).
+    rack: Option<(Delivered, Duration)>,
+    /// RACK reordering window, in quarters of the minimum RTT.
+    reorder_mult: u32,
     dupacks: u32,
     /// Peer's window in bytes, and the segment that last set it (RFC 793 WL1/WL2 as offsets).
     peer_window: u64,
@@ -163,7 +165,8 @@ impl Conn {
             scoreboard: Scoreboard::default(),
             rtt: RttEstimator::new(),
             cc: Congestion::new(mss, config.max_cwnd),
-            rack_sent: None,
+            rack: None,
+            reorder_mult: 1,
             dupacks: 0,
             peer_window: WINDOW_UNIT as u64,
             window_seq: 0,
@@ -393,5 +396,21 @@ impl Conn {
         self.timers
             .set(TimerKind::Keepalive, now + config.keepalive_interval);
         self.timers.set(TimerKind::Idle, now + config.idle_timeout);
+    }
+}
+
+impl Conn {
+    /// A diagnostic snapshot.
+    pub(crate) fn stats(&self) -> super::types::ConnStats {
+        super::types::ConnStats {
+            state: self.state,
+            cwnd: self.cc.window(),
+            in_flight: self.scoreboard.pipe(),
+            peer_window: self.peer_window,
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            bytes_acked: self.snd_una,
+            bytes_received: self.recv.next(),
+        }
     }
 }
