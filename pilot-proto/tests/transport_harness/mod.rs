@@ -104,6 +104,8 @@ pub struct Record {
     pub ack: u32,
     pub window: u16,
     pub len: usize,
+    /// The first (up to) eight payload bytes.
+    pub head: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -235,7 +237,12 @@ impl Pair {
                 "not done within {max_steps} steps"
             );
             if !self.step() {
-                assert!(done(self), "went idle before done at {:?}", self.elapsed());
+                assert!(
+                    done(self),
+                    "went idle before done at {:?}; last packets: {:?}",
+                    self.elapsed(),
+                    &self.trace[self.trace.len().saturating_sub(4)..]
+                );
                 return;
             }
         }
@@ -323,6 +330,7 @@ impl Pair {
             ack: p.ack,
             window: p.window,
             len: p.payload.len(),
+            head: p.payload.iter().take(8).copied().collect(),
         });
     }
 
@@ -373,6 +381,25 @@ impl Pair {
         let nanos = max.as_nanos() as u64;
         Duration::from_nanos(self.rng.below(nanos.max(1)))
     }
+}
+
+/// The first `Incoming` connection B reported.
+pub fn incoming(events: &[TransportEvent]) -> Option<ConnId> {
+    events.iter().find_map(|e| match e {
+        TransportEvent::Incoming { conn, .. } => Some(*conn),
+        _ => None,
+    })
+}
+
+/// The close reason reported for `conn`, if any.
+pub fn closed(
+    events: &[TransportEvent],
+    conn: ConnId,
+) -> Option<pilot_proto::transport::CloseReason> {
+    events.iter().find_map(|e| match e {
+        TransportEvent::Closed { conn: c, reason } if *c == conn => Some(*reason),
+        _ => None,
+    })
 }
 
 /// `len` seeded pseudo-random bytes.

@@ -1,7 +1,7 @@
 //! Processing of one inbound stream segment, in the order RFC 793 §3.9 suggests: reset, SYN,
 //! acknowledgement (with SACK), data, FIN.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Conn, Events, MAX_LATE_FIN_ACKS};
 use crate::transport::config::TransportConfig;
@@ -100,7 +100,7 @@ impl Conn {
         }
         self.rcv = Some(SeqSpace::new(packet.seq));
         self.set_peer_window(packet.window, 0, 0);
-        self.state = ConnState::Established;
+        self.establish();
         self.timers.stop(TimerKind::Retransmit);
         self.pending.syn = false;
         self.pending.ack = true;
@@ -162,7 +162,7 @@ impl Conn {
             if ack != 0 {
                 return;
             }
-            self.state = ConnState::Established;
+            self.establish();
             self.timers.stop(TimerKind::Retransmit);
             self.pending.syn_ack = false;
             if let Some(sent_at) = self.handshake_sent.take() {

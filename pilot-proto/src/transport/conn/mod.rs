@@ -252,9 +252,10 @@ impl Conn {
     }
 
     /// The application closes: a FIN follows the queued data. Closing twice does nothing.
-    pub(crate) fn close(&mut self, now: Instant, events: &mut Events) {
+    pub(crate) fn close(&mut self) {
         match self.state {
-            ConnState::SynSent | ConnState::SynReceived => self.abort(events),
+            // The FIN follows the handshake and the queued data.
+            ConnState::SynSent | ConnState::SynReceived => self.fin_queued = true,
             ConnState::Established => {
                 self.state = ConnState::FinWait1;
                 self.fin_queued = true;
@@ -267,7 +268,6 @@ impl Conn {
         }
         self.timers.stop(TimerKind::Nagle);
         self.pending.nagle_expired = true;
-        let _ = now;
     }
 
     /// The application aborts: a reset is sent and the connection ends at once.
@@ -297,6 +297,15 @@ impl Conn {
                 reason,
             });
         }
+    }
+
+    /// The handshake completed: ESTABLISHED, or FIN_WAIT_1 if the application already closed.
+    fn establish(&mut self) {
+        self.state = if self.fin_queued {
+            ConnState::FinWait1
+        } else {
+            ConnState::Established
+        };
     }
 
     /// Enters TIME_WAIT: the application learns the connection closed normally.
