@@ -21,6 +21,8 @@ pub(crate) struct Congestion {
     avoidance_credit: usize,
     /// While in recovery: the stream offset whose acknowledgement ends the episode.
     recovery_end: Option<u64>,
+    /// Window and threshold before the current episode, while it may still be undone.
+    undo: Option<(usize, usize)>,
 }
 
 impl Congestion {
@@ -35,6 +37,7 @@ impl Congestion {
             max_cwnd,
             avoidance_credit: 0,
             recovery_end: None,
+            undo: None,
         }
     }
 
@@ -74,10 +77,26 @@ impl Congestion {
         if self.in_recovery() {
             return;
         }
+        self.undo = Some((self.cwnd, self.ssthresh));
         self.ssthresh = (flight / 2).max(2 * self.mss);
         self.cwnd = self.ssthresh;
         self.avoidance_credit = 0;
         self.recovery_end = Some(snd_nxt);
+    }
+
+    /// A retransmission went out: the current episode can no longer be undone.
+    pub(crate) fn on_retransmit(&mut self) {
+        self.undo = None;
+    }
+
+    /// The loss that started this episode was reordering, and nothing was retransmitted:
+    /// restore the window (in the spirit of RFC 4015, Eifel response).
+    pub(crate) fn undo(&mut self) {
+        if let Some((cwnd, ssthresh)) = self.undo.take() {
+            self.cwnd = cwnd;
+            self.ssthresh = ssthresh;
+            self.recovery_end = None;
+        }
     }
 
     /// A retransmission timeout: collapse to the loss window and slow-start again.
@@ -86,6 +105,7 @@ impl Congestion {
             self.ssthresh = (flight / 2).max(2 * self.mss);
         }
         self.cwnd = LOSS_WINDOW_SEGMENTS * self.mss;
+        self.undo = None;
         self.avoidance_credit = 0;
         self.recovery_end = Some(snd_nxt);
     }

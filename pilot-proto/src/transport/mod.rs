@@ -48,8 +48,8 @@ use std::time::Instant;
 
 pub use config::{DEFAULT_SEGMENT_SIZE, TransportConfig, WINDOW_UNIT};
 pub use types::{
-    CloseReason, ConnId, ConnState, ConnectError, DatagramError, ListenError, StreamError,
-    TransportEvent, TransportStats,
+    CloseReason, ConnId, ConnState, ConnStats, ConnectError, DatagramError, ListenError,
+    StreamError, TransportEvent, TransportStats,
 };
 
 use conn::input::InputCtx;
@@ -215,7 +215,8 @@ impl Transport {
     /// Reading stays possible until the peer's FIN. Unknown connections are ignored.
     pub fn close(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.close(now, &mut self.events);
+            c.close();
+            let _ = now;
             self.settle(conn, true);
         }
     }
@@ -241,6 +242,11 @@ impl Transport {
     /// The state of `conn`, or `None` once it is forgotten.
     pub fn state(&self, conn: ConnId) -> Option<ConnState> {
         self.conns.get(&conn).map(Conn::state)
+    }
+
+    /// A diagnostic snapshot of `conn`.
+    pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
+        self.conns.get(&conn).map(Conn::stats)
     }
 
     /// Local port and remote address of `conn`.

@@ -1,17 +1,15 @@
 //! The sender's record of segments in flight: cumulative and selective acknowledgements, and
 //! loss detection.
 //!
-//! Losses are detected two ways. RACK (RFC 8985, simplified): once a segment is acknowledged,
-//! any unacknowledged segment sent more than a reordering window before it is lost. This also
-//! catches lost retransmissions, which duplicate-ACK counting cannot. And, as a fallback, the
-//! retransmission timeout marks everything outstanding as lost. Segments are never re-cut: a
-//! retransmission resends the same offsets.
+//! Losses are detected by RACK (RFC 8985, simplified): once a segment is known delivered, any
+//! unacknowledged segment sent before it is lost when it has been outstanding longer than the
+//! RTT of that delivery plus a reordering window; otherwise a timer is due when it would be.
+//! This also catches lost retransmissions, which duplicate-ACK counting cannot. The
+//! retransmission timeout remains the fallback and marks everything outstanding as lost.
+//! Segments are never re-cut: a retransmission resends the same offsets.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-/// SACKed segments above a hole that prove it lost (RFC 6675).
-const DUP_THRESH: usize = 3;
 
 /// One transmitted segment, data or FIN.
 #[derive(Debug, Clone)]
@@ -41,6 +39,40 @@ impl Sent {
     fn counts_in_pipe(&self) -> bool {
         !self.sacked && !self.lost
     }
+
+    /// RACK's order: by transmission time, then by sequence.
+    fn sent_before(&self, other: &Delivered) -> bool {
+        (self.sent_at, self.end) < (other.sent_at, other.end)
+    }
+}
+
+/// The most recently sent segment known delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    /// When it was (last) transmitted.
+    pub(crate) sent_at: Instant,
+    /// Its end offset, breaking ties between segments sent at the same instant.
+    pub(crate) end: u64,
+    /// Whether it was transmitted only once (so `now - sent_at` is an RTT sample).
+    pub(crate) once: bool,
+}
+
+impl Delivered {
+    fn of(seg: &Sent) -> Self {
+        Self {
+            sent_at: seg.sent_at,
+            end: seg.end,
+            once: seg.transmissions == 1,
+        }
+    }
+
+    /// Keeps the more recently sent of `self` and `other`.
+    pub(crate) fn newest(self, other: Option<Self>) -> Self {
+        match other {
+            Some(o) if (o.sent_at, o.end) > (self.sent_at, self.end) => o,
+            _ => self,
+        }
+    }
 }
 
 /// What a cumulative acknowledgement did.
@@ -48,10 +80,8 @@ impl Sent {
 pub(crate) struct Acked {
     /// Bytes (sequence offsets) newly acknowledged.
     pub(crate) bytes: usize,
-    /// RTT measured from the newest segment acknowledged that was sent once (Karn).
-    pub(crate) rtt: Option<Duration>,
-    /// Transmission time of the most recently sent segment acknowledged (for RACK).
-    pub(crate) newest_sent: Option<Instant>,
+    /// The most recently sent segment this acknowledged (not previously SACKed).
+    pub(crate) newest: Option<Delivered>,
     /// The FIN was acknowledged.
     pub(crate) fin: bool,
 }
@@ -62,6 +92,8 @@ pub(crate) struct Scoreboard {
     segs: VecDeque<Sent>,
     /// Bytes neither acknowledged, SACKed nor declared lost.
     pipe: usize,
+    /// Segments declared lost that then arrived without a retransmission (reordering).
+    spurious: u32,
 }
 
 impl Scoreboard {
@@ -101,7 +133,7 @@ impl Scoreboard {
     }
 
     /// Applies a cumulative acknowledgement up to offset `ack`.
-    pub(crate) fn on_ack(&mut self, ack: u64, now: Instant) -> Acked {
+    pub(crate) fn on_ack(&mut self, ack: u64) -> Acked {
         let mut acked = Acked::default();
         while let Some(seg) = self.segs.front_mut() {
             if seg.start >= ack {
@@ -120,62 +152,65 @@ impl Scoreboard {
             let Some(seg) = self.segs.pop_front() else {
                 break;
             };
-            self.account_delivered(&seg, now, &mut acked);
+            self.account_delivered(&seg);
             acked.bytes += seg.len();
             acked.fin |= seg.fin;
+            if !seg.sacked {
+                acked.newest = Some(Delivered::of(&seg).newest(acked.newest));
+            }
         }
         acked
     }
 
-    /// Marks every segment lying entirely inside one of `blocks` as SACKed. Returns the newest
-    /// transmission time among newly SACKed segments.
-    pub(crate) fn on_sack(&mut self, blocks: &[(u64, u64)]) -> Option<Instant> {
-        let mut newest: Option<Instant> = None;
+    /// Marks every segment lying entirely inside one of `blocks` as SACKed. Returns the most
+    /// recently sent of the newly SACKed segments.
+    pub(crate) fn on_sack(&mut self, blocks: &[(u64, u64)]) -> Option<Delivered> {
+        let mut newest: Option<Delivered> = None;
         for &(left, right) in blocks {
             let first = self.segs.partition_point(|s| s.start < left);
             for index in first..self.segs.len() {
-                let seg = &mut self.segs[index];
+                let seg = &self.segs[index];
                 if seg.end > right {
                     break;
                 }
                 if seg.sacked {
                     continue;
                 }
-                if seg.counts_in_pipe() {
-                    self.pipe -= seg.len();
-                }
-                seg.sacked = true;
-                seg.lost = false;
-                newest = Some(newest.map_or(seg.sent_at, |n| n.max(seg.sent_at)));
+                let seg = seg.clone();
+                self.account_delivered(&seg);
+                self.segs[index].sacked = true;
+                self.segs[index].lost = false;
+                newest = Some(Delivered::of(&seg).newest(newest));
             }
         }
         newest
     }
 
-    /// Declares lost every outstanding segment that RACK or the duplicate threshold condemns:
-    /// sent more than `reorder` before `delivered_sent` (the send time of the newest segment
-    /// known delivered), or with at least three SACKed segments above it (RFC 6675 DupThresh).
-    /// Returns whether anything new was declared lost.
+    /// RACK: declares lost every segment sent before `delivered` that has been outstanding
+    /// longer than `wait` (the delivery's RTT plus the reordering window). Returns whether
+    /// anything new was declared lost, and when the next undecided segment would be.
     pub(crate) fn detect_losses(
         &mut self,
-        delivered_sent: Option<Instant>,
-        reorder: Duration,
-    ) -> bool {
+        now: Instant,
+        delivered: &Delivered,
+        wait: Duration,
+    ) -> (bool, Option<Instant>) {
         let mut any = false;
-        let mut sacked_above = 0usize;
-        for seg in self.segs.iter_mut().rev() {
-            if seg.sacked {
-                sacked_above += 1;
+        let mut next: Option<Instant> = None;
+        for seg in self.segs.iter_mut() {
+            if !seg.counts_in_pipe() || !seg.sent_before(delivered) {
                 continue;
             }
-            let late = delivered_sent.is_some_and(|d| seg.sent_at + reorder < d);
-            if seg.counts_in_pipe() && (late || sacked_above >= DUP_THRESH) {
+            let deadline = seg.sent_at + wait;
+            if deadline <= now {
                 self.pipe -= seg.len();
                 seg.lost = true;
                 any = true;
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
         }
-        any
+        (any, next)
     }
 
     /// Declares the oldest outstanding segment lost (classic fast retransmit).
@@ -217,21 +252,18 @@ impl Scoreboard {
         self.segs.iter().any(|s| s.lost)
     }
 
-    fn account_delivered(&mut self, seg: &Sent, now: Instant, acked: &mut Acked) {
+    /// How many segments declared lost arrived anyway since the last call.
+    pub(crate) fn take_spurious(&mut self) -> u32 {
+        std::mem::take(&mut self.spurious)
+    }
+
+    fn account_delivered(&mut self, seg: &Sent) {
         if seg.counts_in_pipe() {
             self.pipe -= seg.len();
         }
-        if seg.sacked {
-            return;
+        if seg.lost {
+            self.spurious += 1;
         }
-        if seg.transmissions == 1 {
-            acked.rtt = Some(now.saturating_duration_since(seg.sent_at));
-        }
-        acked.newest_sent = Some(
-            acked
-                .newest_sent
-                .map_or(seg.sent_at, |n| n.max(seg.sent_at)),
-        );
     }
 }
 
@@ -245,21 +277,31 @@ mod tests {
         let ms = Duration::from_millis;
         let mut sb = Scoreboard::default();
         for i in 0..4u64 {
-            sb.push(i * 10, i * 10 + 10, t0 + ms(i), false);
+            sb.push(i * 10, i * 10 + 10, t0, false);
         }
         assert_eq!(sb.pipe(), 40);
-        let newest = sb.on_sack(&[(10, 40)]);
-        assert_eq!(newest, Some(t0 + ms(3)));
+        let newest = sb.on_sack(&[(10, 40)]).expect("newly sacked");
+        assert_eq!((newest.sent_at, newest.end, newest.once), (t0, 40, true));
         assert_eq!(sb.pipe(), 10);
-        assert!(sb.detect_losses(Some(t0 + ms(3)), ms(1)));
+        let early = sb.detect_losses(t0 + ms(5), &newest, ms(10));
+        assert_eq!(
+            early,
+            (false, Some(t0 + ms(10))),
+            "undecided until the wait passes"
+        );
+        assert_eq!(sb.detect_losses(t0 + ms(10), &newest, ms(10)), (true, None));
         assert_eq!(sb.pipe(), 0);
         let again = sb
             .take_lost(t0 + ms(100))
             .map(|s| (s.start, s.transmissions));
         assert_eq!(again, Some((0, 2)));
-        let acked = sb.on_ack(40, t0 + ms(150));
+        let acked = sb.on_ack(40);
         assert_eq!(acked.bytes, 40);
-        assert_eq!(acked.rtt, None, "retransmitted segments give no RTT sample");
+        assert_eq!(
+            acked.newest.map(|d| d.once),
+            Some(false),
+            "retransmitted: no RTT sample"
+        );
         assert!(sb.is_empty());
         assert_eq!(sb.pipe(), 0);
     }
@@ -269,7 +311,7 @@ mod tests {
         let t0 = Instant::now();
         let mut sb = Scoreboard::default();
         sb.push(0, 10, t0, false);
-        let acked = sb.on_ack(4, t0);
+        let acked = sb.on_ack(4);
         assert_eq!(acked.bytes, 4);
         assert_eq!(sb.pipe(), 6);
         assert_eq!(sb.first().map(|s| s.start), Some(4));

@@ -7,6 +7,8 @@ use std::time::Instant;
 pub(crate) enum TimerKind {
     /// Retransmission of the SYN, SYN-ACK, data or FIN (RFC 6298).
     Retransmit,
+    /// RACK: an outstanding segment becomes lost unless acknowledged by then.
+    Rack,
     /// Zero-window probe (persist timer).
     Persist,
     /// Delayed acknowledgement.
@@ -23,8 +25,9 @@ pub(crate) enum TimerKind {
 
 impl TimerKind {
     /// All kinds, in the order `handle_timeout` services them.
-    pub(crate) const ALL: [Self; 7] = [
+    pub(crate) const ALL: [Self; 8] = [
         Self::Retransmit,
+        Self::Rack,
         Self::Persist,
         Self::DelayedAck,
         Self::Nagle,
@@ -37,7 +40,7 @@ impl TimerKind {
 /// One optional deadline per [`TimerKind`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 7],
+    deadlines: [Option<Instant>; 8],
 }
 
 impl TimerTable {
@@ -79,6 +82,6 @@ impl TimerTable {
 
     /// Disarms everything.
     pub(crate) fn clear(&mut self) {
-        self.deadlines = [None; 7];
+        self.deadlines = [None; 8];
     }
 }

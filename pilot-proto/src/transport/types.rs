@@ -207,3 +207,25 @@ pub struct TransportStats {
     /// Datagrams dropped because the event queue held its maximum.
     pub datagrams_dropped: u64,
 }
+
+/// A snapshot of one connection's sender and receiver state, for diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnStats {
+    /// Current state.
+    pub state: ConnState,
+    /// Congestion window, bytes.
+    pub cwnd: usize,
+    /// Bytes believed in the network.
+    pub in_flight: usize,
+    /// The peer's advertised window, bytes.
+    pub peer_window: u64,
+    /// Smoothed round-trip time.
+    pub srtt: std::time::Duration,
+    /// Current retransmission timeout.
+    pub rto: std::time::Duration,
+    /// Bytes acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// Bytes received in order.
+    pub bytes_received: u64,
+}

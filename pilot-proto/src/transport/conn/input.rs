@@ -1,11 +1,12 @@
 //! Processing of one inbound stream segment, in the order RFC 793 §3.9 suggests: reset, SYN,
 //! acknowledgement (with SACK), data, FIN.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Conn, Events, MAX_LATE_FIN_ACKS};
 use crate::transport::config::TransportConfig;
 use crate::transport::recv::Insert;
+use crate::transport::scoreboard::Delivered;
 use crate::transport::seq::SeqSpace;
 use crate::transport::timer::TimerKind;
 use crate::transport::types::{CloseReason, ConnState, TransportEvent};
@@ -15,6 +16,9 @@ use crate::wire::sack::SackRepr;
 /// How far behind the cumulative ACK a SACK block may start and still be read as SACK rather
 /// than data (ACKs can arrive reordered, so blocks may be stale).
 const SACK_STALENESS: u64 = 16 * 1024 * 1024;
+
+/// Largest multiple of a quarter minimum RTT the reordering window grows to.
+const MAX_REORDER_MULT: u32 = 8;
 
 /// Context the transport lends a connection for one input.
 pub(crate) struct InputCtx<'a> {
@@ -96,7 +100,7 @@ impl Conn {
         }
         self.rcv = Some(SeqSpace::new(packet.seq));
         self.set_peer_window(packet.window, 0, 0);
-        self.state = ConnState::Established;
+        self.establish();
         self.timers.stop(TimerKind::Retransmit);
         self.pending.syn = false;
         self.pending.ack = true;
@@ -158,7 +162,7 @@ impl Conn {
             if ack != 0 {
                 return;
             }
-            self.state = ConnState::Established;
+            self.establish();
             self.timers.stop(TimerKind::Retransmit);
             self.pending.syn_ack = false;
             if let Some(sent_at) = self.handshake_sent.take() {
@@ -178,12 +182,10 @@ impl Conn {
         } else if ack == self.snd_una && self.is_duplicate_ack(packet) {
             self.on_duplicate_ack();
         }
-        if let Some(blocks) = sack {
-            if let Some(sent) = self.scoreboard.on_sack(blocks) {
-                self.rack_sent = Some(self.rack_sent.map_or(sent, |r| r.max(sent)));
-            }
+        if let Some(delivered) = sack.and_then(|blocks| self.scoreboard.on_sack(blocks)) {
+            self.on_delivered(delivered, ctx.now);
         }
-        self.detect_losses();
+        self.detect_losses(ctx.now);
     }
 
     /// 1 while a zero-window probe byte beyond `snd_nxt` may be acknowledged.
@@ -219,15 +221,12 @@ impl Conn {
             // A zero-window probe byte was accepted.
             self.snd_nxt = ack;
         }
-        let acked = self.scoreboard.on_ack(ack, ctx.now);
+        let acked = self.scoreboard.on_ack(ack);
         let bytes = ack - self.snd_una;
         self.snd_una = ack;
         self.send.release_to(ack);
-        if let Some(sample) = acked.rtt {
-            self.rtt.on_sample(sample);
-        }
-        if let Some(sent) = acked.newest_sent {
-            self.rack_sent = Some(self.rack_sent.map_or(sent, |r| r.max(sent)));
+        if let Some(delivered) = acked.newest {
+            self.on_delivered(delivered, ctx.now);
         }
         self.rtt.reset_backoff();
         // At most one send buffer's worth, so it fits in usize.
@@ -266,12 +265,47 @@ impl Conn {
         }
     }
 
-    /// RACK: anything sent a reordering window before the newest delivered segment is lost.
-    fn detect_losses(&mut self) {
-        let reorder = (self.rtt.min_rtt() / 4).max(Duration::from_millis(1));
+    /// A segment is known delivered: take an RTT sample (Karn) and advance RACK's reference
+    /// (skipping a retransmission whose ACK came too soon to be for it, RFC 8985 §6.2 step 2).
+    fn on_delivered(&mut self, delivered: Delivered, now: Instant) {
+        let rtt = now.saturating_duration_since(delivered.sent_at);
+        if delivered.once {
+            self.rtt.on_sample(rtt);
+        } else if rtt < self.rtt.min_rtt() {
+            return;
+        }
+        let newer = self
+            .rack
+            .is_none_or(|(d, _)| d.newest(Some(delivered)) == delivered);
+        if newer {
+            self.rack = Some((delivered, rtt));
+        }
+    }
+
+    /// RACK: a segment sent before the newest delivered one is lost once it has been out
+    /// longer than that delivery's RTT plus a reordering window. The window starts at a
+    /// quarter of the minimum RTT and widens each time a segment declared lost turns up anyway
+    /// (RFC 8985 §6.2), never beyond the smoothed RTT. Undecided segments arm the RACK timer.
+    pub(super) fn detect_losses(&mut self, now: Instant) {
+        if self.scoreboard.take_spurious() > 0 {
+            self.reorder_mult = (self.reorder_mult + 1).min(MAX_REORDER_MULT);
+            self.cc.undo();
+        }
+        let Some((delivered, rtt)) = self.rack else {
+            return;
+        };
+        let quarter = self.rtt.min_rtt() / 4;
+        let reorder = (quarter * self.reorder_mult).min(self.rtt.srtt());
         let flight = self.scoreboard.pipe();
-        if self.scoreboard.detect_losses(self.rack_sent, reorder) {
+        let (lost, next) = self
+            .scoreboard
+            .detect_losses(now, &delivered, rtt + reorder);
+        if lost {
             self.cc.on_loss(flight, self.snd_nxt);
+        }
+        match next {
+            Some(at) => self.timers.set(TimerKind::Rack, at),
+            None => self.timers.stop(TimerKind::Rack),
         }
     }
 

@@ -15,7 +15,7 @@ use super::config::{TransportConfig, WINDOW_UNIT};
 use super::congestion::Congestion;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
-use super::scoreboard::Scoreboard;
+use super::scoreboard::{Delivered, Scoreboard};
 use super::send::SendBuffer;
 use super::seq::SeqSpace;
 use super::timer::{TimerKind, TimerTable};
@@ -77,8 +77,10 @@ pub(crate) struct Conn {
     scoreboard: Scoreboard,
     rtt: RttEstimator,
     cc: Congestion,
-    /// Send time of the newest segment known delivered (RACK).
-    rack_sent: Option<Instant>,
+    /// The most recently sent segment known delivered, and the RTT of that delivery (RACK).
+    rack: Option<(Delivered, Duration)>,
+    /// RACK reordering window, in quarters of the minimum RTT.
+    reorder_mult: u32,
     dupacks: u32,
     /// Peer's window in bytes, and the segment that last set it (RFC 793 WL1/WL2 as offsets).
     peer_window: u64,
@@ -163,7 +165,8 @@ impl Conn {
             scoreboard: Scoreboard::default(),
             rtt: RttEstimator::new(),
             cc: Congestion::new(mss, config.max_cwnd),
-            rack_sent: None,
+            rack: None,
+            reorder_mult: 1,
             dupacks: 0,
             peer_window: WINDOW_UNIT as u64,
             window_seq: 0,
@@ -249,9 +252,10 @@ impl Conn {
     }
 
     /// The application closes: a FIN follows the queued data. Closing twice does nothing.
-    pub(crate) fn close(&mut self, now: Instant, events: &mut Events) {
+    pub(crate) fn close(&mut self) {
         match self.state {
-            ConnState::SynSent | ConnState::SynReceived => self.abort(events),
+            // The FIN follows the handshake and the queued data.
+            ConnState::SynSent | ConnState::SynReceived => self.fin_queued = true,
             ConnState::Established => {
                 self.state = ConnState::FinWait1;
                 self.fin_queued = true;
@@ -264,7 +268,6 @@ impl Conn {
         }
         self.timers.stop(TimerKind::Nagle);
         self.pending.nagle_expired = true;
-        let _ = now;
     }
 
     /// The application aborts: a reset is sent and the connection ends at once.
@@ -294,6 +297,15 @@ impl Conn {
                 reason,
             });
         }
+    }
+
+    /// The handshake completed: ESTABLISHED, or FIN_WAIT_1 if the application already closed.
+    fn establish(&mut self) {
+        self.state = if self.fin_queued {
+            ConnState::FinWait1
+        } else {
+            ConnState::Established
+        };
     }
 
     /// Enters TIME_WAIT: the application learns the connection closed normally.
@@ -393,5 +405,21 @@ impl Conn {
         self.timers
             .set(TimerKind::Keepalive, now + config.keepalive_interval);
         self.timers.set(TimerKind::Idle, now + config.idle_timeout);
+    }
+}
+
+impl Conn {
+    /// A diagnostic snapshot.
+    pub(crate) fn stats(&self) -> super::types::ConnStats {
+        super::types::ConnStats {
+            state: self.state,
+            cwnd: self.cc.window(),
+            in_flight: self.scoreboard.pipe(),
+            peer_window: self.peer_window,
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            bytes_acked: self.snd_una,
+            bytes_received: self.recv.next(),
+        }
     }
 }

@@ -119,6 +119,7 @@ impl Conn {
             return None;
         }
         let seg = self.scoreboard.take_lost(now)?;
+        self.cc.on_retransmit();
         self.arm_retransmit(now);
         let seq = self.snd.seq(seg.start);
         if seg.fin {
