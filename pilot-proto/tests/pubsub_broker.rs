@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pilot_proto::pubsub::broker::{BrokerStats, CloseReason, Retention};
+use pilot_proto::pubsub::broker::{BrokerStats, CloseReason, PublishError, Retention};
 use pilot_proto::pubsub::codec::{
-    ClientMessage, Delivery, FrameReader, GapNotice, GapReason, ServerMessage, SubscribeRequest,
+    ClientMessage, Delivery, ErrorCode, FrameReader, GapNotice, GapReason, ServerMessage,
+    SubscribeRequest,
 };
 use pilot_proto::pubsub::log;
 use pilot_proto::pubsub::{
@@ -711,6 +712,46 @@ fn too_many_clients_and_control_backlog_close() {
     assert_eq!(
         driver.closed.last(),
         Some(&(client, CloseReason::Overloaded))
+    );
+}
+
+#[test]
+fn publishes_are_refused_while_the_log_is_behind() {
+    let config = BrokerConfig {
+        persistent: true,
+        max_uncommitted: 2,
+        ..BrokerConfig::default()
+    };
+    let mut driver = Driver::new(config);
+    driver.auto_persist = false;
+    let client = driver.connect_extended(1, true);
+    driver.take(client);
+    driver.publish(client, "a", "1");
+    driver.publish(client, "a", "2");
+    driver.publish(client, "a", "3");
+    let refused = driver.take(client);
+    assert!(matches!(
+        &refused[..],
+        [ServerMessage::Error {
+            code: ErrorCode::Limit,
+            ..
+        }]
+    ));
+    let topic = Topic::parse("a").unwrap();
+    let local = driver.broker.publish_local(driver.now, &topic, b"4");
+    assert_eq!(local, Err(PublishError::Backlog));
+
+    driver.broker.handle_persisted(driver.now, Seq(2));
+    driver.drain();
+    assert_eq!(
+        driver.take(client).len(),
+        2,
+        "both stored publishes are acknowledged"
+    );
+    assert_eq!(
+        driver.publish_local("a", "5"),
+        Seq(3),
+        "no sequence number was burnt"
     );
 }
 

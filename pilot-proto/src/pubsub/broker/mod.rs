@@ -20,6 +20,8 @@
 //!   disconnect but not a daemon restart. After a restart a durable client resumes with `since`.
 //! - Restored events count their age from the restart, not from their original publication,
 //!   because the log stores no wall-clock time.
+//! - Partially received frames are buffered whole, so the memory a set of clients can pin is up
+//!   to `max_clients × max_payload`; the daemon sizes both for its host.
 //! - A client whose control replies (acknowledgements, errors) pile up past
 //!   `max_control_backlog` because it never lets the broker write is disconnected rather than
 //!   slowed down: the broker cannot stop the driver from reading.
@@ -82,6 +84,8 @@ pub struct BrokerConfig {
     pub max_control_backlog: usize,
     /// Whether events wait for [`Broker::handle_persisted`] before delivery and acknowledgement.
     pub persistent: bool,
+    /// Events awaiting persistence before further publishes are refused.
+    pub max_uncommitted: usize,
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +104,7 @@ impl Default for BrokerConfig {
             initial_credit: 256 * 1024,
             max_control_backlog: 1_024,
             persistent: false,
+            max_uncommitted: 65_536,
         }
     }
 }
@@ -185,6 +190,9 @@ pub enum PublishError {
         /// Limit.
         max: usize,
     },
+    /// `max_uncommitted` events are already waiting for the log.
+    #[error("too many events are waiting for persistence")]
+    Backlog,
 }
 
 /// Broker-wide counters and gauges.
@@ -425,7 +433,8 @@ impl Broker {
     ///
     /// # Errors
     ///
-    /// [`PublishError::PayloadTooLarge`] over `max_payload`.
+    /// [`PublishError::PayloadTooLarge`] over `max_payload`, [`PublishError::Backlog`] when
+    /// `max_uncommitted` events already wait for the log.
     pub fn publish_local(
         &mut self,
         now: Instant,
@@ -438,6 +447,9 @@ impl Broker {
                 len: payload.len(),
                 max,
             });
+        }
+        if self.is_backlogged() {
+            return Err(PublishError::Backlog);
         }
         Ok(self.publish(now, None, topic.clone(), Bytes::copy_from_slice(payload)))
     }
@@ -507,6 +519,11 @@ impl Broker {
         id: SubscriptionId,
     ) -> Option<SubscriptionStats> {
         Some(self.clients.get(&client)?.subs.get(&id)?.stats())
+    }
+
+    /// Returns whether the log is so far behind that publishes must be refused.
+    fn is_backlogged(&self) -> bool {
+        self.uncommitted.len() >= self.config.max_uncommitted
     }
 
     /// Assigns a sequence number and stores or stages the event.

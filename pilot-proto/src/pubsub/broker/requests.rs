@@ -60,7 +60,7 @@ impl Broker {
 
     fn on_legacy_publish(&mut self, now: Instant, client: ClientId, frame: Frame) {
         match Topic::from_bytes(&frame.topic) {
-            Ok(topic) if !topic.is_system() => {
+            Ok(topic) if !topic.is_system() && !self.is_backlogged() => {
                 self.publish(now, Some((client, None)), topic, frame.payload);
             }
             _ => {
@@ -103,6 +103,10 @@ impl Broker {
         if topic.is_system() {
             let message = "system topics are reserved to the daemon";
             return self.error(client, ErrorCode::Forbidden, SubscriptionId(0), message);
+        }
+        if self.is_backlogged() {
+            let message = "too many events are waiting for persistence";
+            return self.error(client, ErrorCode::Limit, SubscriptionId(0), message);
         }
         let Some(state) = self.clients.get_mut(&client) else {
             return;

@@ -257,7 +257,7 @@ impl Subscription {
                 continue;
             };
             entry.attempt = entry.attempt.saturating_add(1);
-            let deadline = now + limits.ack_wait;
+            let deadline = deadline_after(now, limits.ack_wait);
             entry.deadline = Some(deadline);
             self.stats.delivered += 1;
             let (event, attempt) = (Arc::clone(&entry.event), entry.attempt);
@@ -321,7 +321,7 @@ impl Subscription {
                 deadline: None,
             };
         }
-        let deadline = now + limits.ack_wait;
+        let deadline = deadline_after(now, limits.ack_wait);
         let entry = Unacked {
             event: Arc::clone(&event),
             attempt: 1,
@@ -371,4 +371,12 @@ impl Subscription {
             missed,
         });
     }
+}
+
+/// Returns `now + wait`, saturating far in the future instead of overflowing.
+fn deadline_after(now: Instant, wait: std::time::Duration) -> Instant {
+    const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
 }
