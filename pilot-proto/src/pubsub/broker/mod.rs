@@ -312,6 +312,8 @@ impl Broker {
                 topic,
                 payload,
             } = record;
+            // Limitation: the log stores no wall-clock time, so restored events count their age
+            // from the restart.
             let stored_at = now;
             let event = StoredEvent {
                 seq,
@@ -339,6 +341,8 @@ impl Broker {
         }
         let state = Client {
             mode: Mode::AwaitingFirst,
+            // Limitation: a partial frame is buffered whole, so clients can pin up to
+            // max_clients × max_payload bytes.
             reader: FrameReader::new(self.config.max_payload.min(MAX_EVENT_PAYLOAD)),
             credit: self.config.initial_credit,
             control: VecDeque::new(),
@@ -681,6 +685,8 @@ impl Broker {
             return;
         };
         state.control.push_back(frame);
+        // Limitation: the broker cannot pause reading from a client, so one that never lets it
+        // write while it keeps publishing is closed rather than slowed down.
         if state.control.len() > self.config.max_control_backlog {
             debug!(client = client.0, "closing: control replies not being read");
             self.close(client, CloseReason::Overloaded);
@@ -717,6 +723,8 @@ impl Broker {
         for (seq, deadline) in sub.deadlines() {
             self.timers.remove(&(deadline, client, id, seq));
         }
+        // Limitation: parked durable state lives in memory; it survives a disconnect but not a
+        // daemon restart, after which the client resumes with `since`.
         if let Some(name) = &sub.durable {
             self.durables_in_use.remove(name);
             if park && self.parked.len() < self.config.max_parked_durables {
