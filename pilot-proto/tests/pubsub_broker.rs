@@ -652,6 +652,71 @@ fn durable_in_flight_window_holds_back_then_resumes() {
 }
 
 #[test]
+fn durable_overflow_falls_back_to_replay_instead_of_dropping() {
+    let config = BrokerConfig {
+        queue_events: 4,
+        ..BrokerConfig::default()
+    };
+    let mut driver = Driver::new(config);
+    let client = driver.connect_extended(1, false);
+    driver.subscribe_durable(client, 1, ">", "slow");
+    for n in 0..20 {
+        driver.publish_local("x", &n.to_string());
+    }
+    let stats = driver
+        .broker
+        .subscription_stats(client, SubscriptionId(1))
+        .unwrap();
+    assert_eq!(stats.overflowed, 0);
+
+    driver.grant(client, 1 << 20);
+    let messages = driver.take(client);
+    assert!(!messages.iter().any(|m| matches!(m, ServerMessage::Gap(_))));
+    let got: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Event(d) => Some(d.seq.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
+fn each_publishers_events_arrive_in_publish_order() {
+    let mut driver = Driver::new(BrokerConfig::default());
+    let subscriber = driver.connect_extended(1, false);
+    driver.subscribe(subscriber, 1, "p.*", None);
+    let publishers = [
+        driver.connect_extended(2, true),
+        driver.connect_extended(3, true),
+    ];
+    for n in 0..30 {
+        let who = publishers[n % 2];
+        driver.publish(who, &format!("p.{}", who.0), &n.to_string());
+        if n % 7 == 0 {
+            driver.grant(subscriber, 100);
+        }
+    }
+    driver.grant(subscriber, 1 << 20);
+    let got = driver.deliveries(subscriber);
+    assert_eq!(got.len(), 30);
+    for publisher in publishers {
+        let topic = format!("p.{}", publisher.0);
+        let numbers: Vec<usize> = got
+            .iter()
+            .filter(|d| d.topic.as_str() == topic)
+            .map(|d| std::str::from_utf8(&d.payload).unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "{topic}: {numbers:?}"
+        );
+        assert_eq!(numbers.len(), 15);
+    }
+}
+
+#[test]
 fn persistence_gates_delivery_and_acks_and_survives_restart() {
     let config = BrokerConfig {
         persistent: true,
