@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pilot_proto::pubsub::broker::{BrokerStats, CloseReason, PublishError, Retention};
+use pilot_proto::pubsub::client::{ClientSession, SubscribeOptions};
 use pilot_proto::pubsub::codec::{
     ClientMessage, Delivery, ErrorCode, FrameReader, GapNotice, GapReason, ServerMessage,
     SubscribeRequest,
@@ -714,6 +715,71 @@ fn each_publishers_events_arrive_in_publish_order() {
         );
         assert_eq!(numbers.len(), 15);
     }
+}
+
+#[test]
+fn client_session_resumes_exactly_once_across_reconnects() {
+    let mut driver = Driver::new(BrokerConfig::default());
+    let mut session = ClientSession::new();
+    let filter = TopicFilter::parse("orders.>").unwrap();
+    let (id, subscribe) = session.subscribe(filter, SubscribeOptions::default());
+
+    let mut seen = Vec::new();
+    let mut connection = 10;
+    for round in 0..4u64 {
+        let client = driver.connect(connection, true);
+        let frames = if round == 0 {
+            vec![session.hello(), subscribe.clone()]
+        } else {
+            session.resume()
+        };
+        for frame in frames {
+            driver.send(client, &frame);
+        }
+        for n in 0..5 {
+            driver.publish_local("orders.new", &format!("{round}-{n}"));
+        }
+        session
+            .handle_bytes(&driver.raw.remove(&client).unwrap_or_default())
+            .unwrap();
+        while let Some(message) = session.poll_message() {
+            if let ServerMessage::Event(delivery) = message {
+                seen.push(delivery.seq.0);
+            }
+        }
+        driver.received.remove(&client);
+        driver.broker.handle_disconnect(driver.now, client);
+
+        // Published while nobody is connected.
+        driver.publish_local("orders.new", "offline");
+        connection += 1;
+    }
+    assert_eq!(
+        seen,
+        (1..=23).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert_eq!(session.last_seen(id), Some(Seq(23)));
+}
+
+#[test]
+fn v05_and_extended_clients_interoperate() {
+    let mut driver = Driver::new(BrokerConfig::default());
+    let legacy = driver.connect(1, true);
+    driver.send(legacy, &legacy_frame("chat.*", b""));
+    let extended = driver.connect_extended(2, true);
+    driver.subscribe(extended, 1, "chat.>", None);
+    driver.take(extended);
+
+    driver.publish(extended, "chat.room", "from new");
+    driver.send(legacy, &legacy_frame("chat.room", b"from old"));
+    assert_eq!(
+        driver.raw.get(&legacy),
+        Some(&legacy_frame("chat.room", b"from new"))
+    );
+    let got = driver.deliveries(extended);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"from old");
 }
 
 #[test]

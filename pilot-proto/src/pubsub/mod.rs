@@ -7,10 +7,12 @@
 //! - [`broker`]: [`Broker`], the sans-IO port-1002 broker.
 //! - [`topic`]: [`Topic`] and [`TopicFilter`], valid by construction.
 //! - [`index`]: [`SubscriptionIndex`], a cached trie from topics to subscriptions.
+//! - [`client`]: [`client::ClientSession`], the client side of an extended connection.
 //! - [`codec`]: frame reassembly and the extended protocol's control messages.
 //! - [`log`]: record encoding and crash recovery for the retained log.
 
 pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod index;
 pub mod log;
