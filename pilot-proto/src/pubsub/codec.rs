@@ -432,16 +432,40 @@ impl ServerMessage {
 
 /// Encodes one event delivery frame without building a [`ServerMessage`] first.
 pub fn encode_delivery(delivery: &Delivery) -> Vec<u8> {
-    let topic = delivery.topic.as_str().as_bytes();
-    let mut body = Vec::with_capacity(16 + topic.len() + delivery.payload.len());
-    body.put_u32(delivery.id.0);
-    body.put_u64(delivery.seq.0);
-    body.put_u16(delivery.attempt);
+    let Delivery {
+        id,
+        seq,
+        attempt,
+        topic,
+        payload,
+    } = delivery;
+    encode_event(*id, *seq, *attempt, topic, payload)
+}
+
+/// Encodes a `$pilot.ev` frame from its parts: `id u32 ‖ seq u64 ‖ attempt u16 ‖ topic_len u16
+/// ‖ topic ‖ payload`.
+pub fn encode_event(
+    id: SubscriptionId,
+    seq: Seq,
+    attempt: u16,
+    topic: &Topic,
+    payload: &[u8],
+) -> Vec<u8> {
+    let topic = topic.as_str().as_bytes();
+    let mut body = Vec::with_capacity(16 + topic.len() + payload.len());
+    body.put_u32(id.0);
+    body.put_u64(seq.0);
+    body.put_u16(attempt);
     // Topics are at most MAX_TOPIC_LEN (1,024) bytes, so the length fits in a u16.
     body.put_u16(topic.len() as u16);
     body.extend_from_slice(topic);
-    body.extend_from_slice(&delivery.payload);
+    body.extend_from_slice(payload);
     frame(topics::EVENT, &body)
+}
+
+/// Encodes a plain v0.5 frame (what v0.5 subscribers receive).
+pub fn encode_plain(topic: &Topic, payload: &[u8]) -> Vec<u8> {
+    frame(topic.as_str(), payload)
 }
 
 fn decode_hello(body: &mut Bytes) -> Result<ClientMessage, CodecError> {

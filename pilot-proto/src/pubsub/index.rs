@@ -132,6 +132,8 @@ impl<K: Copy + Eq + Hash> SubscriptionIndex<K> {
             self.scratch = found;
             return &self.scratch;
         }
+        // Limitation: a full cache is cleared wholesale rather than evicting cold entries, so more
+        // distinct hot topics than the capacity run at the uncached rate.
         if self.cache.len() >= self.cache_capacity {
             self.clear_cache();
         }

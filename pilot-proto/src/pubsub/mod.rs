@@ -4,16 +4,21 @@
 //! Everything here is pure. The broker is driven by the daemon, which owns the streams and the
 //! log file; see `docs/design/pubsub.md` for the protocol, including every difference from v0.5.
 //!
+//! - [`broker`]: [`Broker`], the sans-IO port-1002 broker.
 //! - [`topic`]: [`Topic`] and [`TopicFilter`], valid by construction.
 //! - [`index`]: [`SubscriptionIndex`], a cached trie from topics to subscriptions.
+//! - [`client`]: [`client::ClientSession`], the client side of an extended connection.
 //! - [`codec`]: frame reassembly and the extended protocol's control messages.
 //! - [`log`]: record encoding and crash recovery for the retained log.
 
+pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod index;
 pub mod log;
 pub mod topic;
 
+pub use broker::{Broker, BrokerConfig, BrokerEvent, ClientId};
 pub use index::SubscriptionIndex;
 pub use topic::{Topic, TopicError, TopicFilter};
 
