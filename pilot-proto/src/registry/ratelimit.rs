@@ -61,10 +61,10 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             }
         }
         let limit = self.limit;
-        let bucket = self
-            .buckets
-            .entry(key.clone())
-            .or_insert_with(|| Bucket { tokens: f64::from(limit.capacity), updated: now });
+        let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket {
+            tokens: f64::from(limit.capacity),
+            updated: now,
+        });
         refill(bucket, limit, now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
