@@ -5,6 +5,7 @@
 //! `PILOT_CAPTURES` to its directory; the default is the shared reference path) every one of its
 //! frames is checked as well.
 
+use pilot_proto::registry::{parse_key, verify_v05};
 use pilot_proto::wire::registry::{FrameDecoder, Request, Response};
 use serde_json::Value;
 
@@ -301,8 +302,7 @@ fn embedded_capture_frames_round_trip() {
 
 #[test]
 fn full_capture_file_round_trips_when_present() {
-    let dir = std::env::var("PILOT_CAPTURES")
-        .unwrap_or_else(|_| "/work/shared/pilot-v0.5/captures".to_owned());
+    let dir = capture_dir();
     let Ok(text) = std::fs::read_to_string(format!("{dir}/registry.jsonl")) else {
         eprintln!("registry.jsonl not found under {dir}; the embedded frames still ran");
         return;
@@ -339,4 +339,58 @@ fn frames_split_at_every_byte_boundary_decode_identically() {
         }
         assert_eq!(bodies, FRAMES.len(), "chunk size {chunk}");
     }
+}
+
+const FILE: &str = "registry.jsonl";
+
+/// `PILOT_CAPTURES`, else the copies vendored under `tests/captures`, else the shared reference.
+fn capture_dir() -> String {
+    if let Ok(dir) = std::env::var("PILOT_CAPTURES") {
+        return dir;
+    }
+    let vendored = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/captures");
+    if std::path::Path::new(&format!("{vendored}/{FILE}")).exists() {
+        return vendored.to_owned();
+    }
+    "/work/shared/pilot-v0.5/captures".to_owned()
+}
+
+/// Every signed request the Go daemons sent verifies under our v0.5 verifier, with the key from
+/// the daemon's identity file (needs `identities.json` beside the full capture).
+#[test]
+fn every_captured_signature_verifies_with_our_verifier() {
+    let dir = capture_dir();
+    let (Ok(text), Ok(identities)) = (
+        std::fs::read_to_string(format!("{dir}/registry.jsonl")),
+        std::fs::read_to_string(format!("{dir}/identities.json")),
+    ) else {
+        eprintln!("full capture or identities.json not under {dir}; skipped");
+        return;
+    };
+    let identities: Value = serde_json::from_str(&identities).expect("identities json");
+    let mut verified = 0;
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).expect("jsonl line");
+        let Some(signer) = record["signature_check"]["signer_node_id"].as_u64() else {
+            continue;
+        };
+        let scenario = record["scenario"].as_str().unwrap_or_default();
+        let daemons = identities["scenarios"][scenario]["daemons"]
+            .as_object()
+            .expect("scenario");
+        let Some(key_b64) = daemons
+            .values()
+            .find(|daemon| daemon["node_id"].as_u64() == Some(signer))
+            .and_then(|daemon| daemon["identity_public_key_b64"].as_str())
+        else {
+            continue;
+        };
+        let key_bytes = pilot_proto::wire::registry::Base64::decode(key_b64).expect("b64");
+        let key = parse_key(&key_bytes.0).expect("valid key");
+        let request = Request::from_value(record["json"].clone()).expect("request");
+        let id = record["id"].as_str().unwrap_or_default();
+        assert_eq!(verify_v05(&request, &key), Ok(()), "{id}");
+        verified += 1;
+    }
+    assert!(verified >= 100, "verified {verified}");
 }
