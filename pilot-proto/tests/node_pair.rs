@@ -207,3 +207,68 @@ fn unknown_peer_is_a_clear_error() {
         .unwrap_err();
     assert!(error.to_string().contains("no tunnel"), "{error}");
 }
+
+/// Reads whole v0.5 event frames (`u16 topic len, topic, u32 payload len, payload`) from `bytes`.
+fn event_frames(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use pilot_proto::wire::event::{EventFrame, EventRepr, frame_len};
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    while let Ok(Some(len)) = frame_len(rest) {
+        if len > rest.len() {
+            break;
+        }
+        let view = EventFrame::new_checked(&rest[..len]).unwrap();
+        let repr = EventRepr::parse(&view);
+        frames.push((
+            String::from_utf8_lossy(repr.topic).into_owned(),
+            repr.payload.to_vec(),
+        ));
+        rest = &rest[len..];
+    }
+    frames
+}
+
+#[test]
+fn v05_subscriber_receives_remote_publish_through_the_broker() {
+    use pilot_proto::wire::event::EventRepr;
+    let mut pair = Pair::new();
+    let now = pair.now;
+
+    // A v0.5 client on A subscribes at B's broker: its first frame is the subscription.
+    let sub = pair.nodes[0]
+        .connect(now, AddrPort::new(B, port::EVENT_STREAM))
+        .unwrap();
+    pair.run_until(500, |p| {
+        p.events[0].contains(&NodeEvent::Connected { stream: sub })
+    });
+    let subscribe = EventRepr::new(b"tasks.*", b"").unwrap().to_vec();
+    pair.nodes[0].send(pair.now, sub, &subscribe).unwrap();
+
+    // B's own client publishes through its local broker (dialling itself).
+    let publisher = pair.nodes[1]
+        .connect(pair.now, AddrPort::new(B, port::EVENT_STREAM))
+        .unwrap();
+    pair.run_until(500, |p| {
+        p.events[1].contains(&NodeEvent::Connected { stream: publisher })
+    });
+    let subscribe_none = EventRepr::new(b"unused.topic", b"").unwrap().to_vec();
+    pair.nodes[1]
+        .send(pair.now, publisher, &subscribe_none)
+        .unwrap();
+    pair.run_until(200, |p| {
+        p.exchange() && false || p.now > now + Duration::from_millis(100)
+    });
+    let event = EventRepr::new(b"tasks.complete", br#"{"task_id":"abc123"}"#)
+        .unwrap()
+        .to_vec();
+    pair.nodes[1].send(pair.now, publisher, &event).unwrap();
+
+    let mut received = Vec::new();
+    pair.run_until(2_000, |p| {
+        received.extend(p.read_all(0, sub));
+        !event_frames(&received).is_empty()
+    });
+    let frames = event_frames(&received);
+    assert_eq!(frames[0].0, "tasks.complete");
+    assert_eq!(frames[0].1, br#"{"task_id":"abc123"}"#);
+}

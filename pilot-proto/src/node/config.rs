@@ -1,5 +1,6 @@
 //! Node configuration: plain data with defaults, composed of each layer's own configuration.
 
+use crate::pubsub::BrokerConfig;
 use crate::transport::TransportConfig;
 use crate::tunnel::TunnelConfig;
 
@@ -13,6 +14,8 @@ pub struct NodeConfig {
     pub transport: TransportConfig,
     /// Serve the echo service on port 7 (v0.5 does).
     pub echo: bool,
+    /// Run the event broker on port 1002 (v0.5 does); `None` leaves the port free.
+    pub broker: Option<BrokerConfig>,
     /// Most bytes a built-in service may hold for one connection whose peer is not reading.
     /// Beyond this the service connection is reset rather than buffering without limit.
     pub service_outbox: usize,
@@ -26,6 +29,7 @@ impl Default for NodeConfig {
             tunnel: TunnelConfig::default(),
             transport: TransportConfig::default(),
             echo: true,
+            broker: Some(BrokerConfig::default()),
             service_outbox: 1 << 20,
             max_events: 65_536,
         }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use crate::pubsub::Seq;
 use crate::transport::{CloseReason, ConnId, TransportStats};
 use crate::tunnel::TunnelStats;
 use crate::wire::addr::{Addr, AddrPort};
@@ -80,6 +81,19 @@ pub enum NodeEvent {
         /// Where it came from.
         from: SocketAddr,
     },
+    /// The event broker accepted a publish: append `record` to the event log, make it durable,
+    /// then call [`super::Node::handle_persisted`] with `seq`. Only with a persistent broker.
+    LogAppend {
+        /// Sequence number of the record.
+        seq: Seq,
+        /// Encoded log record (see `pubsub::log`).
+        record: Vec<u8>,
+    },
+    /// Log records up to and including `through` left retention and may be compacted away.
+    LogEvicted {
+        /// Last evicted sequence number.
+        through: Seq,
+    },
     /// A datagram that is not a tunnel frame arrived (a beacon message); the node hands it on.
     NonTunnel {
         /// Where it came from.
@@ -114,6 +128,12 @@ pub enum NodeError {
     /// The port is used by a built-in service.
     #[error("port {0} is reserved for a built-in service")]
     ServicePort(u16),
+    /// The node runs no event broker.
+    #[error("the event broker is not enabled on this node")]
+    NoBroker,
+    /// The broker refused a local publish.
+    #[error(transparent)]
+    Publish(#[from] crate::pubsub::broker::PublishError),
     /// The peer table is full or refused the peer.
     #[error(transparent)]
     Peer(#[from] crate::tunnel::PeerError),

@@ -32,6 +32,8 @@ pub use event::{NodeError, NodeEvent, NodeStats};
 
 use crate::Transmit;
 use crate::identity::Identity;
+use crate::pubsub::log::LogRecord;
+use crate::pubsub::{Seq, Topic};
 use crate::rng::Rng;
 use crate::transport::{ConnId, Transport};
 use crate::tunnel::{self, DropReason, Inbound, SendError, Tunnel};
@@ -72,7 +74,7 @@ impl Node {
         let tunnel = Tunnel::new(config.tunnel.clone(), identity, address.node, rng.fork());
         let transport = Transport::new(address, config.transport.clone(), rng.fork());
         let mut node = Self {
-            services: Services::new(config.service_outbox),
+            services: Services::new(&config),
             config,
             address,
             tunnel,
@@ -160,7 +162,47 @@ impl Node {
         let now = self.clamp(now);
         self.tunnel.handle_timeout(now);
         self.transport.handle_timeout(now);
+        if let Some(broker) = &mut self.services.broker {
+            broker.handle_timeout(now);
+        }
         self.pump(now);
+    }
+
+    /// Reports that every event-log record up to and including `through` is durable, so the
+    /// broker may deliver and acknowledge those events.
+    pub fn handle_persisted(&mut self, now: Instant, through: Seq) {
+        let now = self.clamp(now);
+        if let Some(broker) = &mut self.services.broker {
+            broker.handle_persisted(now, through);
+        }
+        self.pump(now);
+    }
+
+    /// Refills the broker's retained history from the records recovered from the event log at
+    /// start-up (see `pubsub::log::recover`). Call before any client connects.
+    pub fn restore_log(&mut self, now: Instant, records: Vec<LogRecord>) {
+        let now = self.clamp(now);
+        if let Some(broker) = &mut self.services.broker {
+            broker.restore(now, records);
+        }
+    }
+
+    /// Publishes an event from the node itself to its own broker (used by bridges such as the
+    /// inbound webhook receiver). Returns the sequence number assigned.
+    ///
+    /// # Errors
+    /// [`NodeError::NoBroker`] when the broker is off, or the broker's refusal.
+    pub fn publish_local(
+        &mut self,
+        now: Instant,
+        topic: &Topic,
+        payload: &[u8],
+    ) -> Result<Seq, NodeError> {
+        let now = self.clamp(now);
+        let broker = self.services.broker.as_mut().ok_or(NodeError::NoBroker)?;
+        let seq = broker.publish_local(now, topic, payload)?;
+        self.pump(now);
+        Ok(seq)
     }
 
     /// Listens for streams on `port`.
@@ -263,10 +305,15 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tunnel.poll_timeout(), self.transport.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let broker = self.services.broker.as_ref().and_then(|b| b.poll_timeout());
+        [
+            self.tunnel.poll_timeout(),
+            self.transport.poll_timeout(),
+            broker,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// A snapshot of the counters.
@@ -304,6 +351,7 @@ impl Node {
             moved |= self.drain_loopback(now);
             moved |= self.drain_transport_events(now);
             moved |= self.drain_tunnel_events();
+            moved |= self.drain_broker(now);
             if !moved {
                 return;
             }
@@ -376,6 +424,17 @@ impl Node {
             if let Some(app_event) = self.services.on_event(now, &mut self.transport, event) {
                 self.push_event(app_event);
             }
+        }
+        moved
+    }
+
+    fn drain_broker(&mut self, now: Instant) -> bool {
+        let mut work = Vec::new();
+        let moved = self
+            .services
+            .pump_broker(now, &mut self.transport, &mut work);
+        for event in work {
+            self.push_event(event);
         }
         moved
     }
