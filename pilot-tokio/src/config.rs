@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub hostname: Option<String>,
     /// Identity file path.
     pub identity: Option<String>,
+    /// Make the node public.
+    pub public: Option<bool>,
     /// Log filter.
     pub log_level: Option<String>,
     /// `text` or `json`.

@@ -13,7 +13,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::config::Paths;
-use crate::driver::{self, DriverSetup, Node, NodeConfig};
+use pilot_proto::node::NodeConfig;
+use pilot_proto::registry::{ClientConfig, RegistryClient};
+use pilot_proto::rng::Rng;
+
+use crate::driver::{self, DriverSetup};
 use crate::identity_file;
 use crate::rendezvous::{self, RendezvousConfig};
 
@@ -30,6 +34,8 @@ pub struct DaemonSettings {
     pub listen: SocketAddr,
     /// Hostname to claim.
     pub hostname: Option<String>,
+    /// Make the node public (any node may resolve its endpoint) after registering.
+    pub public: bool,
     /// Embedded rendezvous registry address (loopback).
     pub rendezvous_registry: SocketAddr,
     /// Embedded rendezvous beacon address (loopback).
@@ -62,10 +68,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
 pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     let paths = &settings.paths;
     prepare_home(&paths.home)?;
-    let (identity, created) = identity_file::load_or_create(&paths.identity)?;
-    tracing::info!(path = %paths.identity.display(), created, "identity ready");
-    let (registry, beacon) = match settings.registry {
-        Some(r) => (r, settings.beacon),
+    let loaded = identity_file::load_or_create(&paths.identity)?;
+    tracing::info!(path = %paths.identity.display(), created = loaded.created, "identity ready");
+    let registry = match settings.registry {
+        Some(r) => r,
         None => {
             let rv = rendezvous::start(&RendezvousConfig {
                 registry: settings.rendezvous_registry,
@@ -74,7 +80,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
             })
             .await
             .map_err(io("embedded rendezvous"))?;
-            (rv.registry, Some(rv.beacon))
+            rv.registry
         }
     };
     let udp = UdpSocket::bind(settings.listen)
@@ -85,25 +91,28 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         .map_err(io(format!("IPC socket {}", paths.socket.display())))?;
     let pid = format!("{}\n", std::process::id());
     identity_file::write_atomic(&paths.pidfile, pid.as_bytes())?;
-    let config = NodeConfig {
-        hostname: settings.hostname.clone(),
-        beacon,
-        encrypt: true,
-    };
-    let node = Node::new(
-        config,
-        identity,
-        identity_file::random_seed()?,
-        driver::clock(),
+    let key = ed25519_dalek::SigningKey::from_bytes(&loaded.seed);
+    let now = driver::clock();
+    let client_rng = Rng::from_seed(identity_file::random_seed()?);
+    let registry_client = RegistryClient::new(
+        ClientConfig::default(),
+        now,
+        driver::unix_now(),
+        Some(key),
+        client_rng,
     );
     let setup = DriverSetup {
         udp,
-        registry: Some(registry),
+        registry,
+        node_config: NodeConfig::default(),
+        identity: loaded.identity,
+        seed: identity_file::random_seed()?,
+        registry_client,
         hostname: settings.hostname.clone(),
-        identity_persisted: true,
+        public: settings.public,
     };
     let (tx, rx) = mpsc::channel(1024);
-    let mut driver_task = tokio::spawn(driver::run(node, setup, rx));
+    let mut driver_task = tokio::spawn(driver::run(setup, rx));
     let server_task = tokio::spawn(crate::server::serve(listener, tx));
     tracing::info!(socket = %paths.socket.display(), %registry, "daemon running");
     tokio::select! {

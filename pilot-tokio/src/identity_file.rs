@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use ring::rand::SecureRandom as _;
 
-use crate::shim::identity::{Identity, IdentityError};
+use pilot_proto::identity::{Identity, IdentityFileError as FormatError};
+use zeroize::Zeroizing;
 
 /// Why the identity file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +30,7 @@ pub enum IdentityFileError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        source: IdentityError,
+        source: FormatError,
     },
     /// The OS random source failed.
     #[error("could not get randomness from the operating system")]
@@ -52,24 +53,74 @@ pub fn random_seed() -> Result<[u8; 32], IdentityFileError> {
     Ok(seed)
 }
 
+/// An identity loaded from disk, with the seed the registry client signs with.
+pub struct Loaded {
+    /// The node identity.
+    pub identity: Identity,
+    /// Its Ed25519 seed (wiped on drop).
+    pub seed: Zeroizing<[u8; 32]>,
+    /// Whether the file was created now.
+    pub created: bool,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("identity", &self.identity)
+            .field("created", &self.created)
+            .finish()
+    }
+}
+
 /// Loads the identity at `path`, creating a new one if the file does not exist.
-/// Returns the identity and whether it was created.
-pub fn load_or_create(path: &Path) -> Result<(Identity, bool), IdentityFileError> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let id = Identity::decode(&bytes).map_err(|source| IdentityFileError::Corrupt {
+pub fn load_or_create(path: &Path) -> Result<Loaded, IdentityFileError> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let corrupt = |source| IdentityFileError::Corrupt {
                 path: path.to_owned(),
                 source,
-            })?;
-            Ok((id, false))
+            };
+            let identity = Identity::from_file_json(&text).map_err(corrupt)?;
+            let seed = seed_from_file(&text).map_err(corrupt)?;
+            Ok(Loaded {
+                identity,
+                seed,
+                created: false,
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = Identity::from_seed(random_seed()?);
-            write_atomic(path, &id.encode())?;
-            Ok((id, true))
+            let seed = Zeroizing::new(random_seed()?);
+            let identity = Identity::from_seed(&seed);
+            write_atomic(path, identity.to_file_json().as_bytes())?;
+            Ok(Loaded {
+                identity,
+                seed,
+                created: true,
+            })
         }
         Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// The 32-byte seed at the front of the file's `private_key` (already validated by
+/// `Identity::from_file_json`).
+fn seed_from_file(text: &str) -> Result<Zeroizing<[u8; 32]>, FormatError> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct File {
+        private_key: String,
+    }
+    let file: File = serde_json::from_str(text).map_err(FormatError::Json)?;
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(file.private_key)
+            .unwrap_or_default(),
+    );
+    let mut seed = Zeroizing::new([0u8; 32]);
+    if let Some(head) = bytes.get(..32) {
+        seed.copy_from_slice(head);
+    }
+    Ok(seed)
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600; creates the directory (0700) if needed.
@@ -113,11 +164,12 @@ mod tests {
     fn create_then_load_gives_the_same_key_and_mode_0600() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub").join("identity.json");
-        let (a, created) = load_or_create(&path).expect("create");
-        assert!(created);
-        let (b, created) = load_or_create(&path).expect("load");
-        assert!(!created);
-        assert_eq!(a.public_key(), b.public_key());
+        let a = load_or_create(&path).expect("create");
+        assert!(a.created);
+        let b = load_or_create(&path).expect("load");
+        assert!(!b.created);
+        assert_eq!(a.identity.public_key_bytes(), b.identity.public_key_bytes());
+        assert_eq!(*a.seed, *b.seed);
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -94,7 +94,7 @@ async fn errors_reach_their_own_request() {
     assert!(info.expect("info").get("node_id").is_some());
     let dup = bounded(c.listen(7)).await;
     assert!(
-        matches!(dup, Err(ClientError::Daemon(ref m)) if m.contains("already bound")),
+        matches!(dup, Err(ClientError::Daemon(ref m)) if m.contains("port 7")),
         "{dup:?}"
     );
     node.stop();

@@ -26,7 +26,10 @@ pub(super) async fn resolve_target(
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        return Err(CliError::invalid(err));
+        return Err(
+            CliError::invalid(format!("invalid address {text:?}: {err}"))
+                .hint("addresses look like 0:0000.0000.0001 (network:NNNN.HHHH.LLLL)"),
+        );
     }
     let reply = client.resolve_hostname(text).await.map_err(|e| {
         CliError::new("not_found", format!("cannot resolve {text:?}: {e}"))

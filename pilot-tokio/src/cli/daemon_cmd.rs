@@ -58,6 +58,9 @@ pub(super) struct DaemonArgs {
     /// Hostname to claim at registration.
     #[arg(long, env = "PILOT_HOSTNAME")]
     hostname: Option<String>,
+    /// Let any node resolve this node's endpoint (otherwise only trusted nodes can).
+    #[arg(long, env = "PILOT_PUBLIC")]
+    public: bool,
     /// Identity file [default: <home>/identity.json].
     #[arg(long, env = "PILOT_IDENTITY")]
     identity: Option<PathBuf>,
@@ -134,6 +137,7 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         beacon,
         listen: config::endpoint("listen", &listen).map_err(bad)?,
         hostname: pick(args.hostname.clone(), &file.hostname),
+        public: args.public || file.public.unwrap_or(false),
         rendezvous_registry: config::loopback("rendezvous registry", rv_reg.as_deref())
             .map_err(bad)?,
         rendezvous_beacon: config::loopback("rendezvous beacon", rv_beacon.as_deref())
@@ -238,6 +242,9 @@ fn spawn_run(ctx: &Ctx, args: &DaemonArgs) -> Result<std::process::Child, CliErr
         ("--rendezvous-registry", &args.rendezvous_registry),
         ("--rendezvous-beacon", &args.rendezvous_beacon),
     ];
+    if args.public {
+        cmd.arg("--public");
+    }
     for (flag, value) in flags {
         if let Some(v) = value {
             cmd.arg(flag).arg(v);

@@ -1,19 +1,23 @@
-//! The driver task: the one owner of the node, the UDP socket and the registry connection.
+//! The driver task: the one owner of the node, the registry client, the UDP socket and the
+//! registry connection.
 //!
 //! One task runs [`run`]. It waits on four things: commands from IPC sessions (replies go back
-//! over oneshot channels), UDP datagrams, registry connection events and one `Sleep` re-armed
-//! from the node's `poll_timeout`. After every input it drains the node in the order
-//! `/work/team/NODE_API.md` fixes: `poll_transmit` until `None`, `poll_registry_bytes` until
-//! `None`, `poll_event` until `None`, then re-arms the timer. Time is read only through
-//! [`clock`]; each wake reads at most [`DATAGRAMS_PER_WAKE`] datagrams.
+//! over oneshot channels), UDP datagrams, registry connection events, and one `Sleep` re-armed
+//! from the earliest of the node's and the registry client's `poll_timeout`, the heartbeat and
+//! the reconnect back-off. After every input it drains, in order: the node's `poll_transmit`,
+//! the registry client's `poll_bytes`, the node's `poll_event`, the registry client's
+//! `poll_event`, repeating while events produce more output (bounded). Time is read only
+//! through [`clock`]; each wake reads at most [`DATAGRAMS_PER_WAKE`] datagrams.
 //!
-//! Everything that names the node type goes through `node.rs` (the seam) and `control.rs`.
+//! The node needs its address at construction, so it is created when the registry answers
+//! `register`; until then stream and datagram commands fail with "not registered yet".
 //!
 //! # Limitations
 //!
-//! - Until `pilot_proto::node` is merged, `node.rs` points at a loopback-only stand-in
-//!   (`standin.rs`): the daemon serves its own clients, its broker and echo, and registers with
-//!   the registry, but reaches no other node.
+//! - Beacon messages (non-tunnel datagrams) are dropped: NAT traversal through the beacon is not
+//!   wired yet, so peers must be reachable at their registered endpoints.
+//! - Trust commands (handshake, approve, reject, pending, trust, untrust) answer "not
+//!   supported": the node does not compose the trust service yet.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,15 +27,14 @@ use tokio::sync::mpsc;
 
 pub mod commands;
 mod control;
-mod node;
 mod registry_io;
-mod standin;
-mod state;
+mod sessions;
 
 use commands::Command;
-pub(crate) use node::{Node, NodeConfig};
+use pilot_proto::identity::Identity;
+use pilot_proto::node::{Node, NodeConfig};
+use pilot_proto::registry::RegistryClient;
 use registry_io::{RegistryIo, RegistryLink};
-use state::State;
 
 /// Datagrams read per wake before other work gets a turn.
 pub const DATAGRAMS_PER_WAKE: usize = 64;
@@ -45,130 +48,174 @@ pub fn clock() -> Instant {
     Instant::now()
 }
 
-/// What the driver needs besides the node.
+/// Wall-clock seconds (for the registry client's signed proofs).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the driver needs.
 #[derive(Debug)]
 pub struct DriverSetup {
-    /// The tunnel/beacon UDP socket.
+    /// The tunnel UDP socket.
     pub udp: UdpSocket,
-    /// Registry TCP address (`None`: never register).
-    pub registry: Option<SocketAddr>,
-    /// Hostname reported by `info`.
+    /// Registry TCP address.
+    pub registry: SocketAddr,
+    /// Node configuration.
+    pub node_config: NodeConfig,
+    /// The node's identity.
+    pub identity: Identity,
+    /// Seed for the node's random choices.
+    pub seed: [u8; 32],
+    /// Registry client, keyed with the identity.
+    pub registry_client: RegistryClient,
+    /// Hostname to claim at registration.
     pub hostname: Option<String>,
-    /// Whether the identity is persisted in a file.
-    pub identity_persisted: bool,
+    /// Make the node public (resolvable by any node) after registering.
+    pub public: bool,
+}
+
+/// Everything the driver task owns.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    node: Option<Node>,
+    node_config: NodeConfig,
+    identity: Identity,
+    seed: [u8; 32],
+    local: Option<SocketAddr>,
+    sessions: sessions::Sessions,
+    control: control::Control,
 }
 
 /// Runs the driver until a `Shutdown` command arrives or every command sender is gone.
-pub async fn run(mut node: Node, setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
-    if let Ok(local) = setup.udp.local_addr() {
-        node.set_local_endpoint(local);
-    }
-    let mut state = State::new(setup.hostname, setup.identity_persisted);
-    let mut registry = RegistryLink::new(setup.registry, clock());
+pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
+    let udp = setup.udp;
+    let mut link = RegistryLink::new(Some(setup.registry), clock());
+    let mut d = Driver {
+        node: None,
+        node_config: setup.node_config,
+        identity: setup.identity,
+        seed: setup.seed,
+        local: udp.local_addr().ok(),
+        sessions: sessions::Sessions::default(),
+        control: control::Control::new(setup.registry_client, setup.hostname, setup.public),
+    };
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(65536);
     loop {
-        drain(&mut node, &mut state, &setup.udp, &mut registry, &mut out);
-        registry.maybe_connect(clock());
-        sleep
-            .as_mut()
-            .reset(deadline(&node, &state, &registry).into());
+        d.drain(&udp, &mut link, &mut out);
+        link.maybe_connect(clock());
+        sleep.as_mut().reset(d.deadline(&link).into());
         tokio::select! {
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => break,
-                Some(command) => state.on_command(&mut node, command),
+                Some(command) => d.on_command(command),
             },
-            received = setup.udp.recv_from(&mut buf) => {
+            received = udp.recv_from(&mut buf) => {
                 if let Ok((n, from)) = received {
-                    node.handle_datagram(clock(), from, &mut buf[..n]);
+                    d.on_datagram(from, &mut buf[..n]);
                 }
-                read_more(&mut node, &setup.udp, &mut buf);
+                for _ in 1..DATAGRAMS_PER_WAKE {
+                    let Ok((n, from)) = udp.try_recv_from(&mut buf) else { break };
+                    d.on_datagram(from, &mut buf[..n]);
+                }
             }
-            Some(io) = registry.events.recv() => on_registry(&mut node, &mut registry, io),
-            () = &mut sleep => {
-                node.handle_timeout(clock());
-                state.retry_stalled(&mut node);
-            }
+            Some(io) = link.events.recv() => d.on_registry_io(&mut link, io),
+            () = &mut sleep => d.on_timeout(),
         }
     }
     tracing::info!("driver stopped");
 }
 
-fn read_more(node: &mut Node, udp: &UdpSocket, buf: &mut [u8]) {
-    for _ in 1..DATAGRAMS_PER_WAKE {
-        match udp.try_recv_from(buf) {
-            Ok((n, from)) => node.handle_datagram(clock(), from, &mut buf[..n]),
-            Err(_) => return,
+impl Driver {
+    fn on_datagram(&mut self, from: SocketAddr, bytes: &mut [u8]) {
+        if let Some(node) = self.node.as_mut() {
+            node.handle_datagram(clock(), from, bytes);
         }
     }
-}
 
-fn on_registry(node: &mut Node, registry: &mut RegistryLink, io: RegistryIo) {
-    match io {
-        RegistryIo::Connected(g, writer) if registry.is_current(g) => {
-            tracing::info!("connected to the registry");
-            registry.on_connected(writer);
-            node.handle_registry_connected(clock());
-        }
-        RegistryIo::Bytes(g, bytes) if registry.is_current(g) => {
-            node.handle_registry_bytes(clock(), &bytes);
-        }
-        RegistryIo::Closed(g) if registry.is_current(g) => {
-            registry.on_closed(clock());
-            node.handle_registry_closed(clock());
-        }
-        _ => {}
-    }
-}
-
-/// Drains the node in the fixed order; events can cause more output, so it repeats (bounded).
-fn drain(
-    node: &mut Node,
-    state: &mut State,
-    udp: &UdpSocket,
-    registry: &mut RegistryLink,
-    out: &mut Vec<u8>,
-) {
-    for _ in 0..8 {
+    fn on_timeout(&mut self) {
         let now = clock();
-        for _ in 0..1024 {
-            out.clear();
-            let Some(transmit) = node.poll_transmit(now, out) else {
-                break;
-            };
-            // Limitation: a datagram the kernel refuses (full buffer) is dropped; the node retransmits.
-            let _ = udp.try_send_to(&out[..transmit.len], transmit.dst);
+        if let Some(node) = self.node.as_mut()
+            && node.poll_timeout().is_some_and(|t| t <= now)
+        {
+            node.handle_timeout(now);
         }
-        while let Some(bytes) = node.poll_registry_bytes() {
-            registry.send(bytes);
+        self.control.on_timeout(now);
+        self.retry_stalled();
+    }
+
+    fn on_registry_io(&mut self, link: &mut RegistryLink, io: RegistryIo) {
+        let now = clock();
+        match io {
+            RegistryIo::Connected(g, writer) if link.is_current(g) => {
+                tracing::info!("connected to the registry");
+                link.on_connected(writer);
+                self.control.on_connected(now, self.local);
+            }
+            RegistryIo::Bytes(g, bytes) if link.is_current(g) => {
+                self.control.client.handle_bytes(now, &bytes)
+            }
+            RegistryIo::Closed(g) if link.is_current(g) => {
+                link.on_closed(now);
+                self.control.client.handle_disconnected(now);
+            }
+            _ => {}
         }
-        let mut events = 0;
-        while let Some(event) = node.poll_event() {
-            state.on_event(node, event);
-            events += 1;
-            if events == 4096 {
-                break;
+    }
+
+    /// Drains every output in the fixed order; events can cause more output, so it repeats.
+    fn drain(&mut self, udp: &UdpSocket, link: &mut RegistryLink, out: &mut Vec<u8>) {
+        for _ in 0..8 {
+            let now = clock();
+            if let Some(node) = self.node.as_mut() {
+                for _ in 0..4096 {
+                    out.clear();
+                    let Some(t) = node.poll_transmit(now, out) else {
+                        break;
+                    };
+                    // Limitation: a datagram the kernel refuses (full buffer) is dropped; the
+                    // transport retransmits.
+                    let _ = udp.try_send_to(&out[..t.len], t.dst);
+                }
+            }
+            while let Some(len) = self.control.client.poll_bytes(out) {
+                link.send(out[..len].to_vec());
+            }
+            let mut handled = 0;
+            while let Some(event) = self.node.as_mut().and_then(Node::poll_event) {
+                self.on_node_event(event);
+                handled += 1;
+                if handled == 4096 {
+                    break;
+                }
+            }
+            while let Some(event) = self.control.client.poll_event() {
+                self.on_registry_event(link, event);
+                handled += 1;
+            }
+            if handled == 0 {
+                return;
             }
         }
-        if events == 0 {
-            return;
-        }
     }
-}
 
-fn deadline(node: &Node, state: &State, registry: &RegistryLink) -> Instant {
-    let now = clock();
-    let mut at = now + IDLE;
-    if let Some(t) = node.poll_timeout() {
-        at = at.min(t);
+    fn deadline(&self, link: &RegistryLink) -> Instant {
+        let now = clock();
+        let candidates = [
+            self.node.as_ref().and_then(Node::poll_timeout),
+            self.control.client.poll_timeout(),
+            self.control.next_timer(),
+            link.reconnect_at,
+            self.sessions.has_stalled().then_some(now + STALL_RETRY),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .fold(now + IDLE, Instant::min)
+            .max(now)
     }
-    if let Some(t) = registry.reconnect_at {
-        at = at.min(t);
-    }
-    if state.has_stalled() {
-        at = at.min(now + STALL_RETRY);
-    }
-    at.max(now)
 }

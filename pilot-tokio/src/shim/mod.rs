@@ -1,21 +1,11 @@
-//! Stand-ins for `pilot-proto` pieces that had not been merged when this crate was written.
-//!
-//! Each submodule mirrors the API of the module that will replace it (`wire::addr`, `wire::ipc`,
-//! `identity`), so swapping is a change of `use` lines. Nothing outside this crate sees them.
+//! Local protocol glue: the IPC message enum (owned, decoded from and encoded to the v0.5 IPC
+//! body) and address re-exports from `pilot_proto::wire::addr`.
 //!
 //! # Limitations
 //!
-//! - These are stand-ins: the real codecs live in `pilot_proto::wire` and `pilot_proto::identity`.
+//! - `ipc::Message` is this crate's own owned codec of the v0.5 IPC body; `pilot_proto::wire::ipc`
+//!   (borrowed views) covers the same layout and is what the byte-level tests of the wire branch
+//!   pin.
 
 pub mod addr;
-pub mod identity;
 pub mod ipc;
-
-/// One datagram to send: destination and length of the bytes written into the caller's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub dst: std::net::SocketAddr,
-    /// How many bytes of the buffer to send.
-    pub len: usize,
-}
