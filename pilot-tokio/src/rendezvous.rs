@@ -196,6 +196,16 @@ impl Core {
 
     fn drain(&mut self, udp: &UdpSocket, buf: &mut Vec<u8>) {
         let now = clock();
+        // State first: a reply is written only once the change it reports is durable.
+        while let Some(event) = self.registry.poll_event() {
+            match event {
+                ServerEvent::Close { conn, .. } => {
+                    self.writers.remove(&conn);
+                }
+                ServerEvent::StateDirty => self.persist(now),
+                _ => {}
+            }
+        }
         while let Some(t) = self.registry.poll_transmit(buf) {
             let full = self
                 .writers
@@ -204,15 +214,6 @@ impl Core {
             if full {
                 tracing::debug!(conn = t.conn.0, "registry client not reading; closing");
                 self.writers.remove(&t.conn);
-            }
-        }
-        while let Some(event) = self.registry.poll_event() {
-            match event {
-                ServerEvent::Close { conn, .. } => {
-                    self.writers.remove(&conn);
-                }
-                ServerEvent::StateDirty => self.persist(now),
-                _ => {}
             }
         }
         for _ in 0..4096 {

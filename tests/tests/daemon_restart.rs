@@ -26,9 +26,12 @@ fn assert_state_files_whole(node: &TestNode) {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, "identity file mode");
-    let reg = node.dir().join("rendezvous").join("registry.json");
-    let _: Value = serde_json::from_slice(&std::fs::read(reg).expect("registry state"))
-        .expect("registry state is JSON");
+    let reg = node.dir().join("rendezvous").join("registry.state");
+    let bytes = std::fs::read(reg).expect("registry state");
+    let config = pilot_proto::registry::RegistryConfig::default();
+    let now = std::time::Instant::now();
+    let recovered = pilot_proto::registry::RegistryServer::recover(config, now, 0, &bytes);
+    assert!(recovered.is_ok(), "registry state recovers after kill -9");
 }
 
 #[test]
