@@ -209,13 +209,16 @@ impl Node {
     }
 }
 
+/// A datagram on the wire: (arrival, sequence, source, destination, bytes).
+type InFlight = (Instant, u64, SocketAddr, SocketAddr, Vec<u8>);
+
 struct World {
     start: Instant,
     now: Instant,
     beacon_addr: SocketAddr,
     beacon: BeaconServer,
     nodes: [Node; 2],
-    wire: BinaryHeap<Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>>,
+    wire: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
 }
 
