@@ -317,7 +317,10 @@ impl SimBuilder {
                 .unwrap_or_else(|| auto_addr(net, &mut next_addr[net]));
             claim(&mut nets[net].addrs, addr, Attach::Host(index), net)?;
             let rng = |label: &str| SimRng::new(self.seed, label, index as u64);
-            queue.push(epoch + spec.start_after, Event::Start { host: index });
+            queue.push(
+                crate::queue::nanos(spec.start_after),
+                Event::Start { host: index },
+            );
             hosts.push(HostState {
                 name: spec.name,
                 net,
@@ -340,6 +343,7 @@ impl SimBuilder {
         Ok(Sim {
             epoch,
             now: epoch,
+            now_ns: 0,
             seed: self.seed,
             queue,
             hosts,

@@ -7,7 +7,6 @@
 //! and timers are evaluated at the right virtual time. Every drop is traced with its reason.
 
 use std::net::{SocketAddr, SocketAddrV4};
-use std::time::Instant;
 
 use pilot_proto::Transmit;
 
@@ -15,6 +14,7 @@ use crate::fault::{FaultAction, PacketFacts, Stage};
 use crate::link::{Direction, LinkVerdict};
 use crate::nat::NatDrop;
 use crate::packet::{self, Endpoints};
+use crate::queue::nanos;
 use crate::sim::{Attach, Event, Packet, Sim};
 use crate::trace::{DropReason, TraceKind};
 use crate::{HostId, NatId};
@@ -65,15 +65,18 @@ impl Sim {
         };
         match self.check_faults(&facts, src, dst) {
             Some((rule, FaultAction::Drop)) => self.drop_packet(packet, DropReason::Fault(rule)),
-            Some((_, FaultAction::Delay(delay))) => {
-                self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now + delay)
-            }
+            Some((_, FaultAction::Delay(delay))) => self.transmit_link(
+                Attach::Host(host),
+                Direction::Up,
+                packet,
+                self.now_ns + nanos(delay),
+            ),
             Some((_, FaultAction::Duplicate)) => {
                 let copy = self.copy_packet(&packet);
-                self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now);
-                self.transmit_link(Attach::Host(host), Direction::Up, copy, self.now);
+                self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now_ns);
+                self.transmit_link(Attach::Host(host), Direction::Up, copy, self.now_ns);
             }
-            None => self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now),
+            None => self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now_ns),
         }
     }
 
@@ -83,7 +86,7 @@ impl Sim {
         attach: Attach,
         direction: Direction,
         packet: Packet,
-        at: Instant,
+        at: u64,
     ) {
         let len = packet.bytes.len();
         let link = match (attach, direction) {
@@ -133,7 +136,7 @@ impl Sim {
             return self.drop_packet(packet, DropReason::Malformed);
         };
         if let Some(&attach) = self.nets[net].addrs.get(ends.dst.ip()) {
-            return self.transmit_link(attach, Direction::Down, packet, self.now);
+            return self.transmit_link(attach, Direction::Down, packet, self.now_ns);
         }
         let Some(nat) = self.nets[net].nat else {
             return self.drop_packet(packet, DropReason::NoRoute);
@@ -158,7 +161,7 @@ impl Sim {
         }
         packet::rewrite_src(&mut packet.bytes, outbound.external);
         self.capture_nat(nat, &packet.bytes);
-        self.transmit_link(Attach::Nat(nat), Direction::Up, packet, self.now);
+        self.transmit_link(Attach::Nat(nat), Direction::Up, packet, self.now_ns);
     }
 
     /// A packet from inside a NAT to the NAT's own public address.
@@ -183,7 +186,7 @@ impl Sim {
         packet::rewrite_src(&mut packet.bytes, external_src);
         packet::rewrite_dst(&mut packet.bytes, internal);
         match self.nets[net].addrs.get(internal.ip()).copied() {
-            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now),
+            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now_ns),
             None => self.drop_packet(packet, DropReason::NoRoute),
         }
     }
@@ -204,7 +207,7 @@ impl Sim {
         packet::rewrite_dst(&mut packet.bytes, internal);
         let inside = NatId(nat).inside().0;
         match self.nets[inside].addrs.get(internal.ip()).copied() {
-            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now),
+            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now_ns),
             None => self.drop_packet(packet, DropReason::NoRoute),
         }
     }
@@ -257,13 +260,13 @@ impl Sim {
                     packet,
                     faults_checked: true,
                 };
-                self.queue.push(self.now + delay, event);
+                self.queue.push(self.now_ns + nanos(delay), event);
                 None
             }
             Some((_, FaultAction::Duplicate)) => {
                 let copy = self.copy_packet(&packet);
                 self.queue.push(
-                    self.now,
+                    self.now_ns,
                     Event::Deliver {
                         host,
                         packet: copy,
@@ -379,14 +382,14 @@ impl Sim {
     }
 
     fn capture_host(&mut self, host: usize, bytes: &[u8]) {
-        let at = self.now - self.epoch;
+        let at = std::time::Duration::from_nanos(self.now_ns);
         if let Some(capture) = &mut self.hosts[host].capture {
             capture.push(at, bytes);
         }
     }
 
     fn capture_nat(&mut self, nat: usize, bytes: &[u8]) {
-        let at = self.now - self.epoch;
+        let at = std::time::Duration::from_nanos(self.now_ns);
         if let Some(capture) = &mut self.nats[nat].capture {
             capture.push(at, bytes);
         }

@@ -16,7 +16,7 @@ use crate::link::{Direction, Link, LinkConfig};
 use crate::machine::{DRAIN_LIMIT, HostContext, Machine, MachineFactory};
 use crate::nat::NatBox;
 use crate::pcap::Capture;
-use crate::queue::{EventQueue, format_elapsed};
+use crate::queue::{EventQueue, format_elapsed, nanos};
 use crate::seed::{SimRng, derive_seed};
 use crate::stream::{StreamDelivery, Streams};
 use crate::trace::{DropReason, Trace, TraceKind};
@@ -164,6 +164,8 @@ pub(crate) type Classifier = Box<dyn Fn(&[u8]) -> Option<&'static str>>;
 pub struct Sim {
     pub(crate) epoch: Instant,
     pub(crate) now: Instant,
+    /// `now` as nanoseconds since the epoch, the queue's time unit.
+    pub(crate) now_ns: u64,
     pub(crate) seed: u64,
     pub(crate) queue: EventQueue<Event>,
     pub(crate) hosts: Vec<HostState>,
@@ -191,10 +193,11 @@ impl Sim {
     ///
     /// Returns [`SimError::EventBudgetExhausted`] if the run exceeds the event budget.
     pub fn run_until(&mut self, deadline: Instant) -> Result<(), SimError> {
-        while self.queue.peek_time().is_some_and(|at| at <= deadline) {
+        let deadline_ns = self.to_ns(deadline);
+        while self.queue.peek_time().is_some_and(|at| at <= deadline_ns) {
             self.step()?;
         }
-        self.now = self.now.max(deadline);
+        self.advance_to(deadline_ns);
         Ok(())
     }
 
@@ -221,13 +224,14 @@ impl Sim {
         if done(self) {
             return Ok(true);
         }
-        while self.queue.peek_time().is_some_and(|at| at <= deadline) {
+        let deadline_ns = self.to_ns(deadline);
+        while self.queue.peek_time().is_some_and(|at| at <= deadline_ns) {
             self.step()?;
             if done(self) {
                 return Ok(true);
             }
         }
-        self.now = self.now.max(deadline);
+        self.advance_to(deadline_ns);
         Ok(false)
     }
 
@@ -245,15 +249,14 @@ impl Sim {
             let (budget, at) = (self.event_budget, self.elapsed());
             return Err(SimError::EventBudgetExhausted { budget, at });
         }
-        self.now = self.now.max(at);
+        self.advance_to(at);
         self.dispatch(event);
         Ok(true)
     }
 
     /// Schedules `action` to run on the simulation at `at` (or now, if `at` has passed).
     pub fn schedule(&mut self, at: Instant, action: impl FnOnce(&mut Sim) + 'static) {
-        self.queue
-            .push(at.max(self.now), Event::Action(Box::new(action)));
+        self.push_event(at, Event::Action(Box::new(action)));
     }
 
     /// Returns the current virtual time.
@@ -268,7 +271,7 @@ impl Sim {
 
     /// Returns the virtual time elapsed since the epoch.
     pub fn elapsed(&self) -> Duration {
-        self.now - self.epoch
+        Duration::from_nanos(self.now_ns)
     }
 
     /// Returns the master seed.
@@ -641,12 +644,31 @@ impl Sim {
     }
 
     pub(crate) fn record(&mut self, class: Option<&'static str>, kind: TraceKind) {
-        let at = self.now - self.epoch;
-        self.trace.record(at, class, kind);
+        self.trace
+            .record(Duration::from_nanos(self.now_ns), class, kind);
     }
 
     pub(crate) fn note(&mut self, text: String) {
         self.record(None, TraceKind::Note(text));
+    }
+
+    /// Converts an instant to nanoseconds since the epoch (instants before it count as 0).
+    pub(crate) fn to_ns(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
+    }
+
+    /// Queues `event` at `at`, or now if `at` has passed.
+    pub(crate) fn push_event(&mut self, at: Instant, event: Event) {
+        let at = self.to_ns(at).max(self.now_ns);
+        self.queue.push(at, event);
+    }
+
+    /// Moves the clock forward to `at` nanoseconds since the epoch (never backwards).
+    fn advance_to(&mut self, at: u64) {
+        if at > self.now_ns {
+            self.now_ns = at;
+            self.now = self.epoch + Duration::from_nanos(at);
+        }
     }
 
     /// Returns true if packets or stream bytes from `from` to `to` are cut right now.
@@ -762,8 +784,7 @@ impl Sim {
         state.timer_generation += 1;
         if let Some(at) = deadline {
             let generation = state.timer_generation;
-            self.queue
-                .push(at.max(self.now), Event::Timer { host, generation });
+            self.push_event(at, Event::Timer { host, generation });
         }
     }
 }

@@ -97,7 +97,7 @@ impl Sim {
         let refuse = |sim: &mut Self, after: Duration| {
             let boot = sim.hosts[host].boot;
             let delivery = StreamDelivery::Refused { id };
-            sim.queue.push(
+            sim.push_event(
                 sim.now + after,
                 Event::Stream {
                     host,
@@ -329,7 +329,7 @@ impl Sim {
     }
 
     fn push_stream(&mut self, host: usize, boot: u32, at: Instant, delivery: StreamDelivery) {
-        self.queue.push(
+        self.push_event(
             at,
             Event::Stream {
                 host,
