@@ -192,6 +192,7 @@ impl Link {
     fn flight_time(&mut self) -> u64 {
         let config = self.config;
         let mut delay = nanos(config.latency);
+        // Limitation: jitter is uniform and uncorrelated between packets.
         if !config.jitter.is_zero() {
             delay += self.rng.below(nanos(config.jitter).saturating_add(1));
         }

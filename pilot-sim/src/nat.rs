@@ -187,6 +187,7 @@ pub struct Outbound {
 #[derive(Debug, Clone)]
 pub struct NatBox {
     config: NatConfig,
+    // Limitation: a single public address; no pooling of several addresses (RFC 4787 REQ-2).
     public_ip: Ipv4Addr,
     by_internal: BTreeMap<MapKey, u16>,
     by_external: BTreeMap<u16, Entry>,
@@ -409,6 +410,7 @@ impl NatBox {
     }
 
     /// Returns true if `port` has no live mapping, removing an expired one.
+    // Limitation: an expired mapping's port is free at once (no RFC 6888 reuse quarantine).
     fn is_free(&mut self, now: Instant, port: u16) -> bool {
         let Some(entry) = self.by_external.get(&port) else {
             return true;

@@ -5,6 +5,12 @@
 //! NAT that owns the network (out towards the parent network, or hairpinned back inside), or
 //! nothing (no route). Routers and NATs act at the instant the packet reaches them, so NAT state
 //! and timers are evaluated at the right virtual time. Every drop is traced with its reason.
+//!
+//! # Limitations
+//!
+//! - Limitation: datagrams are always sent from the host's first UDP port, because
+//!   `pilot_proto::Transmit` names no source; other bound ports only receive.
+//! - Limitation: IPv4 only; a transmit to an IPv6 address is dropped as `BadTransmit`.
 
 use std::net::{SocketAddr, SocketAddrV4};
 
@@ -25,6 +31,7 @@ impl Sim {
     pub(crate) fn send_datagram(&mut self, host: usize, transmit: Transmit, payload: &[u8]) {
         self.stats.sent += 1;
         let state = &self.hosts[host];
+        // Limitation: the primary (first) port sends everything; `Transmit` has no source.
         let port = state.udp_ports.first().copied();
         let (Some(port), SocketAddr::V4(dst), Some(payload)) =
             (port, transmit.dst, payload.get(..transmit.len))
@@ -95,19 +102,65 @@ impl Sim {
             (Attach::Nat(nat), Direction::Up) => &mut self.nats[nat].up,
             (Attach::Nat(nat), Direction::Down) => &mut self.nats[nat].down,
         };
-        let (first, second) = match link.transmit(at, len) {
-            LinkVerdict::Arrives { first, second } => (first, second),
-            LinkVerdict::Lost => return self.drop_packet(packet, DropReason::Lost),
-            LinkVerdict::TooBig => return self.drop_packet(packet, DropReason::TooBig),
-            LinkVerdict::QueueFull => return self.drop_packet(packet, DropReason::QueueFull),
+        let reason = match link.transmit(at, len) {
+            LinkVerdict::Arrives { first, second } => {
+                return self.arrive_both(attach, direction, packet, first, second);
+            }
+            LinkVerdict::Lost => DropReason::Lost,
+            LinkVerdict::TooBig => DropReason::TooBig,
+            LinkVerdict::QueueFull => DropReason::QueueFull,
         };
+        // A packet entering the link later than now is dropped (and traced) at that time.
+        if at > self.now_ns {
+            self.queue.push(at, Event::Drop { packet, reason });
+        } else {
+            self.drop_packet(packet, reason);
+        }
+    }
+
+    fn arrive_both(
+        &mut self,
+        attach: Attach,
+        direction: Direction,
+        packet: Packet,
+        first: u64,
+        second: Option<u64>,
+    ) {
         if let Some(second) = second {
             let copy = self.copy_packet(&packet);
-            let event = self.arrival(attach, direction, copy);
-            self.queue.push(second, event);
+            self.arrive(attach, direction, copy, second);
+        }
+        self.arrive(attach, direction, packet, first);
+    }
+
+    /// Schedules a packet's arrival at the far end of a link at `at`.
+    ///
+    /// A packet going up to a router that will hand it straight to a down-link without a queue
+    /// (same network, no bandwidth limit) is put on that down-link now, entering it at `at`: the
+    /// outcome is the same and it saves an event per hop. Packets that meet a NAT or a
+    /// bandwidth-limited link are routed when they arrive.
+    fn arrive(&mut self, attach: Attach, direction: Direction, packet: Packet, at: u64) {
+        if direction == Direction::Up {
+            let net = match attach {
+                Attach::Host(host) => self.hosts[host].net,
+                Attach::Nat(nat) => self.nats[nat].outside_net,
+            };
+            let next = packet::endpoints(&packet.bytes)
+                .and_then(|ends| self.nets[net].addrs.get(ends.dst.ip()).copied())
+                .filter(|next| self.down_link(*next).config.bandwidth.is_none());
+            if let Some(next) = next {
+                return self.transmit_link(next, Direction::Down, packet, at);
+            }
         }
         let event = self.arrival(attach, direction, packet);
-        self.queue.push(first, event);
+        self.queue.push(at, event);
+    }
+
+    fn down_link(&self, attach: Attach) -> &crate::link::Link {
+        match attach {
+            Attach::Host(host) => &self.hosts[host].down,
+            Attach::Nat(nat) => &self.nats[nat].down,
+        }
     }
 
     /// The event for a packet reaching the far end of a link.

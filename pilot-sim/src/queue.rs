@@ -4,6 +4,10 @@
 //! when a simulation is built; only differences between instants are ever used, so runs do not
 //! depend on the wall clock. Internally the queue keys events by nanoseconds since the epoch. Events are ordered by `(time, sequence number)`: two events due at
 //! the same instant run in the order they were scheduled, which makes ties deterministic.
+//!
+//! # Limitations
+//!
+//! - Limitation: at most 2^32 events can be pending at once (slab indices are `u32`).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

@@ -105,6 +105,10 @@ pub(crate) enum Event {
         packet: Packet,
         faults_checked: bool,
     },
+    Drop {
+        packet: Packet,
+        reason: DropReason,
+    },
     Timer {
         host: usize,
         generation: u64,
@@ -690,6 +694,7 @@ impl Sim {
                 packet,
                 faults_checked,
             } => self.on_deliver(host, packet, faults_checked),
+            Event::Drop { packet, reason } => self.drop_packet(packet, reason),
             Event::Timer { host, generation } => self.on_timer(host, generation),
             Event::Stream {
                 host,

@@ -178,6 +178,7 @@ impl Sim {
         if !peer.open {
             return;
         }
+        // Limitation: a partition resets at once; real TCP would retransmit until it gives up.
         if self.is_blocked(host, peer.host) {
             return self.reset_stream(conn);
         }
@@ -340,6 +341,7 @@ impl Sim {
     }
 
     /// Finds the host at `ip` on `host`'s network or any network above it.
+    // Limitation: streams never cross a NAT inbound, so a listener behind a NAT is unreachable.
     fn stream_target(&self, host: usize, ip: std::net::Ipv4Addr) -> Option<usize> {
         let mut net = self.hosts[host].net;
         loop {
