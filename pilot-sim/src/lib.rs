@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod control;
 pub mod fault;
 mod harness;
 pub mod link;
@@ -46,6 +47,7 @@ mod net;
 mod packet;
 pub mod pcap;
 mod queue;
+mod report;
 pub mod seed;
 mod sim;
 mod stream;

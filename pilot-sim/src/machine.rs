@@ -18,6 +18,11 @@
 //!
 //! Each drain is bounded (see [`DRAIN_LIMIT`]) so that a machine that never returns `None`
 //! cannot hang a test.
+//!
+//! A `pilot-proto` state machine's `poll_event` output is the application's business: the
+//! wrapper implementing [`Machine`] drains it itself after each call (as the daemon's
+//! application layer does) and keeps whatever a test wants to inspect through
+//! [`crate::Sim::machine`].
 
 use std::any::Any;
 use std::fmt;
