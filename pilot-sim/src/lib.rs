@@ -9,7 +9,7 @@
 //! kinds are all scheduled on the same virtual clock.
 //!
 //! Everything random derives from one master seed, and event ties break by insertion order, so
-//! one seed always gives the same run; the [trace](trace) hashes every event so that this is
+//! one seed always gives the same run; the [trace] hashes every event so that this is
 //! checked. A failing [`Scenario`] prints its seed and the command that reruns it, and writes
 //! pcap files of every host and NAT. See `docs/design/simulator.md` for the model.
 //!

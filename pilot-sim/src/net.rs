@@ -62,28 +62,36 @@ impl Sim {
             },
         );
         self.capture_host(host, &packet.bytes);
+        self.send_with_faults(host, packet, src, dst);
+    }
 
+    /// Applies send-stage fault rules, then puts the packet on the host's up-link.
+    fn send_with_faults(
+        &mut self,
+        host: usize,
+        packet: Packet,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    ) {
         let facts = PacketFacts {
             stage: Stage::Send,
-            class,
+            class: packet.class,
             from: HostId(host),
             to: None,
-            payload,
+            payload: packet::payload(&packet.bytes),
+        };
+        let up = |sim: &mut Self, packet, at| {
+            sim.transmit_link(Attach::Host(host), Direction::Up, packet, at)
         };
         match self.check_faults(&facts, src, dst) {
             Some((rule, FaultAction::Drop)) => self.drop_packet(packet, DropReason::Fault(rule)),
-            Some((_, FaultAction::Delay(delay))) => self.transmit_link(
-                Attach::Host(host),
-                Direction::Up,
-                packet,
-                self.now_ns + nanos(delay),
-            ),
+            Some((_, FaultAction::Delay(delay))) => up(self, packet, self.now_ns + nanos(delay)),
             Some((_, FaultAction::Duplicate)) => {
                 let copy = self.copy_packet(&packet);
-                self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now_ns);
-                self.transmit_link(Attach::Host(host), Direction::Up, copy, self.now_ns);
+                up(self, packet, self.now_ns);
+                up(self, copy, self.now_ns);
             }
-            None => self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now_ns),
+            None => up(self, packet, self.now_ns),
         }
     }
 

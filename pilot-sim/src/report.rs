@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::HostId;
 use crate::queue::format_elapsed;
 use crate::sim::Sim;
 use crate::trace::TraceKind;
-use crate::{HostId, NatId};
 
 impl Sim {
     /// Writes one pcap file per host (`<name>.pcap`) and per NAT public side
@@ -53,12 +53,6 @@ impl Sim {
 
     fn describe(&self, kind: &TraceKind) -> String {
         let host = |id: &HostId| self.host_name(*id).to_owned();
-        let nat = |id: &NatId| {
-            self.nats
-                .get(id.0)
-                .map_or("?", |n| n.name.as_str())
-                .to_owned()
-        };
         match kind {
             TraceKind::Sent {
                 host: h,
@@ -76,33 +70,6 @@ impl Sim {
             } => {
                 format!("{:<8} recv    {src} -> {dst} len={len}", host(h))
             }
-            TraceKind::Dropped {
-                reason,
-                src,
-                dst,
-                len,
-            } => {
-                format!("{:<8} DROP    {src} -> {dst} len={len} ({reason})", "-")
-            }
-            TraceKind::Mapped {
-                nat: n,
-                internal,
-                external,
-                remote,
-            } => {
-                format!(
-                    "{:<8} map     {internal} => {external} (to {remote})",
-                    nat(n)
-                )
-            }
-            TraceKind::Faulted {
-                rule,
-                action,
-                src,
-                dst,
-            } => {
-                format!("{:<8} fault   {src} -> {dst} rule {rule} {action}", "-")
-            }
             TraceKind::Timer { host: h } => format!("{:<8} timer", host(h)),
             TraceKind::Crashed { host: h } => format!("{:<8} CRASH", host(h)),
             TraceKind::Started { host: h, boot } => format!("{:<8} start   boot {boot}", host(h)),
@@ -115,6 +82,42 @@ impl Sim {
                 format!("{:<8} stream  {id} {what} len={len}", host(h))
             }
             TraceKind::Note(text) => format!("{:<8} {text}", "*"),
+            other => self.describe_network(other),
+        }
+    }
+
+    /// Describes what happened to a packet inside the network (no host acted).
+    fn describe_network(&self, kind: &TraceKind) -> String {
+        match kind {
+            TraceKind::Dropped {
+                reason,
+                src,
+                dst,
+                len,
+            } => {
+                format!("{:<8} DROP    {src} -> {dst} len={len} ({reason})", "-")
+            }
+            TraceKind::Mapped {
+                nat,
+                internal,
+                external,
+                remote,
+            } => {
+                let name = self
+                    .nats
+                    .get(nat.0)
+                    .map_or("?", |state| state.name.as_str());
+                format!("{name:<8} map     {internal} => {external} (to {remote})")
+            }
+            TraceKind::Faulted {
+                rule,
+                action,
+                src,
+                dst,
+            } => {
+                format!("{:<8} fault   {src} -> {dst} rule {rule} {action}", "-")
+            }
+            other => format!("{other:?}"),
         }
     }
 }

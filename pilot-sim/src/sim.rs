@@ -128,7 +128,6 @@ pub(crate) struct HostState {
     pub(crate) machine: Option<Box<dyn Machine>>,
     pub(crate) factory: MachineFactory,
     pub(crate) boot: u32,
-    pub(crate) started: bool,
     pub(crate) seed: [u8; 32],
     pub(crate) timer: Option<Instant>,
     pub(crate) timer_generation: u64,
@@ -418,7 +417,6 @@ impl Sim {
             boot: state.boot,
         };
         state.machine = Some((state.factory)(&context));
-        state.started = true;
         let boot = state.boot;
         self.record(
             None,
