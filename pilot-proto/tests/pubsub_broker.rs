@@ -725,9 +725,8 @@ fn client_session_resumes_exactly_once_across_reconnects() {
     let (id, subscribe) = session.subscribe(filter, SubscribeOptions::default());
 
     let mut seen = Vec::new();
-    let mut connection = 10;
     for round in 0..4u64 {
-        let client = driver.connect(connection, true);
+        let client = driver.connect(10 + round, true);
         let frames = if round == 0 {
             vec![session.hello(), subscribe.clone()]
         } else {
@@ -752,7 +751,6 @@ fn client_session_resumes_exactly_once_across_reconnects() {
 
         // Published while nobody is connected.
         driver.publish_local("orders.new", "offline");
-        connection += 1;
     }
     assert_eq!(
         seen,
