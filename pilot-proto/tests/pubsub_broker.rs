@@ -823,6 +823,26 @@ fn persistence_gates_delivery_and_acks_and_survives_restart() {
 }
 
 #[test]
+fn a_reused_client_id_is_not_sent_its_predecessors_acks() {
+    let config = BrokerConfig {
+        persistent: true,
+        ..BrokerConfig::default()
+    };
+    let mut driver = Driver::new(config);
+    driver.auto_persist = false;
+    let client = driver.connect_extended(5, true);
+    driver.publish(client, "a", "1");
+    driver.broker.handle_disconnect(driver.now, client);
+    driver.take(client);
+
+    let again = driver.connect_extended(5, true);
+    driver.take(again);
+    driver.broker.handle_persisted(driver.now, Seq(1));
+    driver.drain();
+    assert!(driver.take(again).is_empty());
+}
+
+#[test]
 fn too_many_clients_and_control_backlog_close() {
     let config = BrokerConfig {
         max_clients: 1,

@@ -48,7 +48,8 @@ use super::log::{self, LogRecord};
 use super::{Seq, SubscriptionId, SubscriptionIndex, Topic, TopicFilter};
 use crate::wire::event::MAX_PAYLOAD_LEN;
 
-/// Identifies one connection to the broker; chosen by the driver, unique while connected.
+/// Identifies one connection to the broker; chosen by the driver, unique while connected (an id
+/// may be reused after [`Broker::handle_disconnect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
 
@@ -378,7 +379,8 @@ impl Broker {
     }
 
     /// Grants `budget` more bytes of [`Broker::poll_send`] output to a connection, typically
-    /// the free space of its stream's send buffer.
+    /// the free space of its stream's send buffer. A frame goes out whenever some credit is
+    /// left, so a connection can exceed its budget by at most one frame.
     pub fn handle_writable(&mut self, _now: Instant, client: ClientId, budget: usize) {
         let Some(state) = self.clients.get_mut(&client) else {
             return;
@@ -389,12 +391,7 @@ impl Broker {
 
     /// Forgets a connection whose stream ended. Durable subscriptions are kept for later.
     pub fn handle_disconnect(&mut self, _now: Instant, client: ClientId) {
-        let Some(state) = self.clients.remove(&client) else {
-            return;
-        };
-        for (id, sub) in state.subs {
-            self.retire(client, id, sub, true);
-        }
+        self.drop_client(client);
     }
 
     /// Reports that every appended record up to and including `through` is durable: those
@@ -707,14 +704,28 @@ impl Broker {
 
     /// Forgets a connection and tells the driver to close its stream.
     fn close(&mut self, client: ClientId, reason: CloseReason) {
-        self.stats.closed += 1;
+        if self.drop_client(client) {
+            self.stats.closed += 1;
+            self.events.push_back(BrokerEvent::Close { client, reason });
+        }
+    }
+
+    /// Removes a connection's state, returning whether it existed. Its subscriptions are
+    /// retired (durables parked) and its pending publish acknowledgements dropped, so that a
+    /// new connection reusing the id is not sent them.
+    fn drop_client(&mut self, client: ClientId) -> bool {
         let Some(state) = self.clients.remove(&client) else {
-            return;
+            return false;
         };
         for (id, sub) in state.subs {
             self.retire(client, id, sub, true);
         }
-        self.events.push_back(BrokerEvent::Close { client, reason });
+        for pending in &mut self.uncommitted {
+            if pending.ack.is_some_and(|(owner, _)| owner == client) {
+                pending.ack = None;
+            }
+        }
+        true
     }
 
     /// Removes a subscription from the index and timers; parks it if durable and `park`.
