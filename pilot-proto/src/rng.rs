@@ -16,7 +16,9 @@ pub struct Rng {
 impl Rng {
     /// Creates a generator from a 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self { inner: ChaCha20Rng::from_seed(seed) }
+        Self {
+            inner: ChaCha20Rng::from_seed(seed),
+        }
     }
 
     /// Derives an independent child generator, so that subsystems do not perturb each other's

@@ -73,3 +73,68 @@ pub enum ParseError {
         reason: &'static str,
     },
 }
+
+/// Why a `Repr` could not be written into a buffer. These are caller mistakes (a buffer sized
+/// without `buffer_len`, a value the format cannot carry), never a property of received bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The output buffer is shorter than `buffer_len()`.
+    #[error("buffer too small: need {needed} bytes, got {got}")]
+    BufferTooSmall {
+        /// Bytes the encoding needs.
+        needed: usize,
+        /// Bytes the buffer has.
+        got: usize,
+    },
+    /// A field holds a value its wire encoding has no room for.
+    #[error("{field} value {value} does not fit (max {max})")]
+    OutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest value the field can carry.
+        max: usize,
+    },
+    /// The fields contradict each other, so the bytes would not parse back to the same value.
+    #[error("inconsistent fields: {reason}")]
+    Inconsistent {
+        /// Which fields clash, and how.
+        reason: &'static str,
+    },
+}
+
+impl EmitError {
+    /// Checks that `buf` has at least `needed` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::BufferTooSmall`] otherwise.
+    pub fn check_len(buf: &[u8], needed: usize) -> Result<(), Self> {
+        if buf.len() < needed {
+            return Err(Self::BufferTooSmall {
+                needed,
+                got: buf.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ParseError {
+    /// Checks that `bytes` has at least `needed` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError::Truncated`] otherwise.
+    pub fn check_len(bytes: &[u8], needed: usize) -> Result<(), Self> {
+        if bytes.len() < needed {
+            return Err(Self::Truncated {
+                needed,
+                got: bytes.len(),
+            });
+        }
+        Ok(())
+    }
+}
