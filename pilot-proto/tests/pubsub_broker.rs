@@ -814,12 +814,22 @@ fn persistence_gates_delivery_and_acks_and_survives_restart() {
     // A restart: a new broker reads the log and continues the numbering.
     let recovered = log::recover(&driver.log).unwrap();
     assert_eq!(recovered.discarded, 0);
-    let mut restarted = Driver::new(config);
-    restarted.broker.restore(restarted.now, recovered.records);
+    let mut restarted = Driver::new(config.clone());
+    restarted.broker.restore(restarted.now, recovered);
     assert_eq!(restarted.publish_local("a", "three"), Seq(3));
     let client = restarted.connect_extended(3, true);
     restarted.subscribe(client, 1, ">", Some(1));
     assert_eq!(seqs(&restarted.deliveries(client)), vec![1, 2, 3]);
+
+    // Everything ages out and the driver compacts: numbering still continues after a restart.
+    restarted.advance(Duration::from_secs(2 * 24 * 60 * 60));
+    assert_eq!(restarted.stats().retained_events, 0);
+    let compacted = log::recover(&restarted.broker.snapshot_log()).unwrap();
+    assert!(compacted.records.is_empty());
+    let mut again = Driver::new(config);
+    again.broker.restore(again.now, compacted);
+    assert_eq!(again.stats().head, Seq(3));
+    assert_eq!(again.publish_local("a", "four"), Seq(4));
 }
 
 #[test]

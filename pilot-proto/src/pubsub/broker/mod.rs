@@ -44,7 +44,7 @@ pub use subscription::SubscriptionStats;
 use self::retained::{Retained, StoredEvent};
 use self::subscription::{Limits, Output, Parked, Subscription};
 use super::codec::{self, FrameReader, ServerMessage};
-use super::log::{self, LogRecord};
+use super::log::{self, LogRecord, Recovery};
 use super::{Seq, SubscriptionId, SubscriptionIndex, Topic, TopicFilter};
 use crate::wire::event::MAX_PAYLOAD_LEN;
 
@@ -299,10 +299,10 @@ impl Broker {
         }
     }
 
-    /// Loads events recovered from the log (see `pubsub::log::recover`). Call before the first
-    /// connection; records must be in increasing sequence order (as `recover` returns them).
-    pub fn restore(&mut self, now: Instant, records: Vec<LogRecord>) {
-        for record in records {
+    /// Loads what [`log::recover`] found. Call before the first connection. Numbering resumes
+    /// at `recovery.next_seq`, even when no record survived compaction.
+    pub fn restore(&mut self, now: Instant, recovery: Recovery) {
+        for record in recovery.records {
             if record.seq < self.next_seq {
                 debug!(seq = record.seq.0, "skipping out-of-order restored record");
                 continue;
@@ -325,7 +325,26 @@ impl Broker {
             };
             self.retained.push(Arc::new(event));
         }
+        self.next_seq = self.next_seq.max(recovery.next_seq);
+        self.retained.skip_to(self.next_seq);
         self.evict(now);
+    }
+
+    /// Returns a compacted log holding a marker for the last sequence number used and every
+    /// retained event (see [`log::encode_snapshot`]), for a driver that rewrites its file after
+    /// [`BrokerEvent::Evicted`]. Take it only while no [`BrokerEvent::Append`] is outstanding
+    /// (`stats().uncommitted == 0`), or those records would be missing from the new file.
+    pub fn snapshot_log(&self) -> Vec<u8> {
+        let records: Vec<LogRecord> = self
+            .retained
+            .from(0)
+            .map(|e| LogRecord {
+                seq: e.seq,
+                topic: e.topic.clone(),
+                payload: e.payload.clone(),
+            })
+            .collect();
+        log::encode_snapshot(Seq(self.next_seq.0.saturating_sub(1)), &records)
     }
 
     /// Registers a new connection. Frames flow once its first frame arrives.
