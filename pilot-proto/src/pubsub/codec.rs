@@ -534,7 +534,8 @@ fn decode_subscribe(body: &mut Bytes) -> Result<ClientMessage, CodecError> {
     }))
 }
 
-fn durable_name(bytes: &[u8]) -> Result<String, CodecError> {
+/// Checks a durable subscription name: 1-64 bytes of `[A-Za-z0-9._-]`.
+pub(crate) fn durable_name(bytes: &[u8]) -> Result<String, CodecError> {
     let valid = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     if bytes.is_empty() || bytes.len() > MAX_DURABLE_NAME || !bytes.iter().all(valid) {
         return Err(CodecError::Malformed("durable name"));

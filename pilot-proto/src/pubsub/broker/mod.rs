@@ -16,8 +16,8 @@
 //!
 //! # Limitations
 //!
-//! - Durable subscription state (acknowledged positions) lives in memory: it survives a
-//!   disconnect but not a daemon restart. After a restart a durable client resumes with `since`.
+//! - Durable positions survive a restart only as of the driver's last
+//!   [`Broker::durables_snapshot`]; anything acknowledged after it is delivered again.
 //! - Restored events count their age from the restart, not from their original publication,
 //!   because the log stores no wall-clock time.
 //! - Partially received frames are buffered whole, so the memory a set of clients can pin is up
@@ -44,6 +44,7 @@ pub use subscription::SubscriptionStats;
 use self::retained::{Retained, StoredEvent};
 use self::subscription::{Limits, Output, Parked, Subscription};
 use super::codec::{self, FrameReader, ServerMessage};
+use super::durable::{self, DurableRecord};
 use super::log::{self, LogRecord, Recovery};
 use super::{Seq, SubscriptionId, SubscriptionIndex, Topic, TopicFilter};
 use crate::wire::event::MAX_PAYLOAD_LEN;
@@ -345,6 +346,49 @@ impl Broker {
             })
             .collect();
         log::encode_snapshot(Seq(self.next_seq.0.saturating_sub(1)), &records)
+    }
+
+    /// Returns a snapshot of every durable subscription's position, connected or parked (see
+    /// `pubsub::durable`), for the driver to save now and then. Restoring an older snapshot
+    /// can only cause redeliveries, never a missed event.
+    pub fn durables_snapshot(&self) -> Vec<u8> {
+        let mut records = BTreeMap::new();
+        for (name, parked) in &self.parked {
+            records.insert(name.clone(), durable_record(name, parked));
+        }
+        let active = self.clients.values().flat_map(|c| c.subs.values());
+        for sub in active {
+            if let Some(name) = &sub.durable {
+                records.insert(name.clone(), durable_record(name, &sub.park()));
+            }
+        }
+        let records: Vec<DurableRecord> = records.into_values().collect();
+        durable::encode_snapshot(&records)
+    }
+
+    /// Loads durable positions from a decoded snapshot, after [`Broker::restore`] and before
+    /// the first connection. Each is parked until a client subscribes with its name.
+    pub fn restore_durables(&mut self, records: Vec<DurableRecord>) {
+        for record in records {
+            if self.parked.len() >= self.config.max_parked_durables {
+                debug!("dropping restored durable subscriptions over the limit");
+                return;
+            }
+            let DurableRecord {
+                name,
+                filter,
+                next,
+                unacked,
+            } = record;
+            self.parked.insert(
+                name,
+                Parked {
+                    filter,
+                    unacked,
+                    next,
+                },
+            );
+        }
     }
 
     /// Registers a new connection. Frames flow once its first frame arrives.
@@ -753,8 +797,9 @@ impl Broker {
         for (seq, deadline) in sub.deadlines() {
             self.timers.remove(&(deadline, client, id, seq));
         }
-        // Limitation: parked durable state lives in memory; it survives a disconnect but not a
-        // daemon restart, after which the client resumes with `since`.
+        // Limitation: parked durable state is in memory; it reaches disk only through the
+        // driver's periodic durables_snapshot, so a restart redelivers what was acknowledged
+        // after the last one.
         if let Some(name) = &sub.durable {
             self.durables_in_use.remove(name);
             if park && self.parked.len() < self.config.max_parked_durables {
@@ -764,5 +809,14 @@ impl Broker {
         let filter = sub.filter;
         self.events
             .push_back(BrokerEvent::Unsubscribed { client, id, filter });
+    }
+}
+
+fn durable_record(name: &str, parked: &Parked) -> DurableRecord {
+    DurableRecord {
+        name: name.to_owned(),
+        filter: parked.filter.clone(),
+        next: parked.next,
+        unacked: parked.unacked.clone(),
     }
 }
