@@ -26,6 +26,8 @@
 //!   `max_control_backlog` because it never lets the broker write is disconnected rather than
 //!   slowed down: the broker cannot stop the driver from reading.
 
+mod config;
+mod persistence;
 mod requests;
 mod retained;
 mod subscription;
@@ -33,197 +35,27 @@ mod subscription;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tracing::{debug, trace};
 
+pub use config::{
+    BrokerConfig, BrokerEvent, BrokerStats, CloseReason, MAX_EVENT_PAYLOAD, PublishError,
+};
 pub use retained::Retention;
 pub use subscription::SubscriptionStats;
 
 use self::retained::{Retained, StoredEvent};
 use self::subscription::{Limits, Output, Parked, Subscription};
 use super::codec::{self, FrameReader, ServerMessage};
-use super::durable::{self, DurableRecord};
-use super::log::{self, LogRecord, Recovery};
-use super::{Seq, SubscriptionId, SubscriptionIndex, Topic, TopicFilter};
-use crate::wire::event::MAX_PAYLOAD_LEN;
+use super::log;
+use super::{Seq, SubscriptionId, SubscriptionIndex, Topic};
 
 /// Identifies one connection to the broker; chosen by the driver, unique while connected (an id
 /// may be reused after [`Broker::handle_disconnect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
-
-/// Largest payload that still fits in a `$pilot.ev` frame under the v0.5 reader limit.
-pub const MAX_EVENT_PAYLOAD: usize = MAX_PAYLOAD_LEN - 16 - super::topic::MAX_TOPIC_LEN;
-
-/// Broker limits and behaviour.
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    /// History kept for replay.
-    pub retention: Retention,
-    /// Events one subscription may have queued before it overflows.
-    pub queue_events: usize,
-    /// Bytes one subscription may have queued before it overflows.
-    pub queue_bytes: usize,
-    /// Time a durable delivery waits for its acknowledgement before redelivery.
-    pub ack_wait: Duration,
-    /// Deliveries of one event to a durable subscription before it is abandoned.
-    pub max_deliver: u16,
-    /// Unacknowledged deliveries a durable subscription may have outstanding.
-    pub max_ack_pending: usize,
-    /// Connections accepted at once.
-    pub max_clients: usize,
-    /// Subscriptions per connection.
-    pub max_subscriptions: usize,
-    /// Durable subscriptions kept while disconnected.
-    pub max_parked_durables: usize,
-    /// Largest payload accepted from a client (at most [`MAX_EVENT_PAYLOAD`]).
-    pub max_payload: usize,
-    /// Bytes a new connection may be sent before the driver grants more.
-    pub initial_credit: usize,
-    /// Control replies queued for one connection before it is closed.
-    pub max_control_backlog: usize,
-    /// Whether events wait for [`Broker::handle_persisted`] before delivery and acknowledgement.
-    pub persistent: bool,
-    /// Events awaiting persistence before further publishes are refused.
-    pub max_uncommitted: usize,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            retention: Retention::default(),
-            queue_events: 1_024,
-            queue_bytes: 4 * 1024 * 1024,
-            ack_wait: Duration::from_secs(30),
-            max_deliver: 5,
-            max_ack_pending: 256,
-            max_clients: 4_096,
-            max_subscriptions: 64,
-            max_parked_durables: 1_024,
-            max_payload: MAX_EVENT_PAYLOAD,
-            initial_credit: 256 * 1024,
-            max_control_backlog: 1_024,
-            persistent: false,
-            max_uncommitted: 65_536,
-        }
-    }
-}
-
-/// Why the broker asks the driver to close a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// A frame broke the framing (over-long topic or payload); the stream cannot recover.
-    Malformed,
-    /// A v0.5 client's first frame is not a valid subscription.
-    InvalidSubscription,
-    /// The client let its control replies pile up past the limit.
-    Overloaded,
-    /// The broker already has `max_clients` connections.
-    TooManyClients,
-}
-
-/// Work for the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BrokerEvent {
-    /// Append `record` (already encoded, see `pubsub::log`) to the log, make it durable, then
-    /// call [`Broker::handle_persisted`] with `seq`. Only with `persistent` on.
-    Append {
-        /// Sequence number of the record.
-        seq: Seq,
-        /// Bytes to append.
-        record: Vec<u8>,
-    },
-    /// Records up to and including `through` left retention; the log may drop them.
-    Evicted {
-        /// Last evicted sequence number.
-        through: Seq,
-    },
-    /// Close this connection's stream; the broker has already forgotten it.
-    Close {
-        /// The connection.
-        client: ClientId,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// A subscription was added (v0.5 webhook `pubsub.subscribed`).
-    Subscribed {
-        /// The connection.
-        client: ClientId,
-        /// The subscription.
-        id: SubscriptionId,
-        /// Its filter.
-        filter: TopicFilter,
-    },
-    /// A subscription ended (v0.5 webhook `pubsub.unsubscribed`).
-    Unsubscribed {
-        /// The connection.
-        client: ClientId,
-        /// The subscription.
-        id: SubscriptionId,
-        /// Its filter.
-        filter: TopicFilter,
-    },
-    /// An event was accepted (v0.5 webhook `pubsub.published`).
-    Published {
-        /// The publishing connection, `None` for [`Broker::publish_local`].
-        client: Option<ClientId>,
-        /// Topic.
-        topic: Topic,
-        /// Payload size in bytes.
-        size: usize,
-        /// Sequence number assigned.
-        seq: Seq,
-    },
-}
-
-/// Why [`Broker::publish_local`] refused an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The payload is over `max_payload`.
-    #[error("payload of {len} bytes exceeds the {max}-byte limit")]
-    PayloadTooLarge {
-        /// Payload size.
-        len: usize,
-        /// Limit.
-        max: usize,
-    },
-    /// `max_uncommitted` events are already waiting for the log.
-    #[error("too many events are waiting for persistence")]
-    Backlog,
-}
-
-/// Broker-wide counters and gauges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BrokerStats {
-    /// Connections now.
-    pub clients: usize,
-    /// Active subscriptions now.
-    pub subscriptions: usize,
-    /// Durable subscriptions waiting for their client.
-    pub parked_durables: usize,
-    /// Last committed sequence number (0 when none).
-    pub head: Seq,
-    /// Oldest retained sequence number.
-    pub first_retained: Seq,
-    /// Retained events now.
-    pub retained_events: usize,
-    /// Retained bytes now.
-    pub retained_bytes: usize,
-    /// Events waiting for persistence.
-    pub uncommitted: usize,
-    /// Events accepted since start.
-    pub published: u64,
-    /// Client frames refused (bad topic, forbidden topic, malformed control message).
-    pub rejected: u64,
-    /// Connections the broker closed.
-    pub closed: u64,
-}
 
 /// The event-stream broker. See the module docs for the driving order.
 #[derive(Debug)]
@@ -297,97 +129,6 @@ impl Broker {
             events: VecDeque::new(),
             matched: Vec::new(),
             stats: BrokerStats::default(),
-        }
-    }
-
-    /// Loads what [`log::recover`] found. Call before the first connection. Numbering resumes
-    /// at `recovery.next_seq`, even when no record survived compaction.
-    pub fn restore(&mut self, now: Instant, recovery: Recovery) {
-        for record in recovery.records {
-            if record.seq < self.next_seq {
-                debug!(seq = record.seq.0, "skipping out-of-order restored record");
-                continue;
-            }
-            self.next_seq = record.seq.next();
-            let LogRecord {
-                seq,
-                topic,
-                payload,
-            } = record;
-            // Limitation: the log stores no wall-clock time, so restored events count their age
-            // from the restart.
-            let stored_at = now;
-            let event = StoredEvent {
-                seq,
-                topic,
-                payload,
-                origin: None,
-                stored_at,
-            };
-            self.retained.push(Arc::new(event));
-        }
-        self.next_seq = self.next_seq.max(recovery.next_seq);
-        self.retained.skip_to(self.next_seq);
-        self.evict(now);
-    }
-
-    /// Returns a compacted log holding a marker for the last sequence number used and every
-    /// retained event (see [`log::encode_snapshot`]), for a driver that rewrites its file after
-    /// [`BrokerEvent::Evicted`]. Take it only while no [`BrokerEvent::Append`] is outstanding
-    /// (`stats().uncommitted == 0`), or those records would be missing from the new file.
-    pub fn snapshot_log(&self) -> Vec<u8> {
-        let records: Vec<LogRecord> = self
-            .retained
-            .from(0)
-            .map(|e| LogRecord {
-                seq: e.seq,
-                topic: e.topic.clone(),
-                payload: e.payload.clone(),
-            })
-            .collect();
-        log::encode_snapshot(Seq(self.next_seq.0.saturating_sub(1)), &records)
-    }
-
-    /// Returns a snapshot of every durable subscription's position, connected or parked (see
-    /// `pubsub::durable`), for the driver to save now and then. Restoring an older snapshot
-    /// can only cause redeliveries, never a missed event.
-    pub fn durables_snapshot(&self) -> Vec<u8> {
-        let mut records = BTreeMap::new();
-        for (name, parked) in &self.parked {
-            records.insert(name.clone(), durable_record(name, parked));
-        }
-        let active = self.clients.values().flat_map(|c| c.subs.values());
-        for sub in active {
-            if let Some(name) = &sub.durable {
-                records.insert(name.clone(), durable_record(name, &sub.park()));
-            }
-        }
-        let records: Vec<DurableRecord> = records.into_values().collect();
-        durable::encode_snapshot(&records)
-    }
-
-    /// Loads durable positions from a decoded snapshot, after [`Broker::restore`] and before
-    /// the first connection. Each is parked until a client subscribes with its name.
-    pub fn restore_durables(&mut self, records: Vec<DurableRecord>) {
-        for record in records {
-            if self.parked.len() >= self.config.max_parked_durables {
-                debug!("dropping restored durable subscriptions over the limit");
-                return;
-            }
-            let DurableRecord {
-                name,
-                filter,
-                next,
-                unacked,
-            } = record;
-            self.parked.insert(
-                name,
-                Parked {
-                    filter,
-                    unacked,
-                    next,
-                },
-            );
         }
     }
 
@@ -809,14 +550,5 @@ impl Broker {
         let filter = sub.filter;
         self.events
             .push_back(BrokerEvent::Unsubscribed { client, id, filter });
-    }
-}
-
-fn durable_record(name: &str, parked: &Parked) -> DurableRecord {
-    DurableRecord {
-        name: name.to_owned(),
-        filter: parked.filter.clone(),
-        next: parked.next,
-        unacked: parked.unacked.clone(),
     }
 }
