@@ -267,6 +267,47 @@ fn v05_client_subscribes_and_publishes() {
 }
 
 #[test]
+fn webhook_events_match_v05_names() {
+    let mut broker = Broker::new(BrokerConfig::default());
+    let now = start_instant();
+    let (subscriber, publisher) = (ClientId(1), ClientId(2));
+    broker.handle_connect(now, subscriber);
+    broker.handle_connect(now, publisher);
+    broker.handle_bytes(now, subscriber, &legacy_frame("alerts", b""));
+    broker.handle_bytes(now, publisher, &legacy_frame("alerts", b""));
+    broker.handle_bytes(now, publisher, &legacy_frame("alerts", b"server is down"));
+    broker.handle_disconnect(now, subscriber);
+
+    let events: Vec<BrokerEvent> = std::iter::from_fn(|| broker.poll_event()).collect();
+    let alerts = TopicFilter::parse("alerts").unwrap();
+    let id = SubscriptionId(0);
+    let expected = vec![
+        BrokerEvent::Subscribed {
+            client: subscriber,
+            id,
+            filter: alerts.clone(),
+        },
+        BrokerEvent::Subscribed {
+            client: publisher,
+            id,
+            filter: alerts.clone(),
+        },
+        BrokerEvent::Published {
+            client: Some(publisher),
+            topic: Topic::parse("alerts").unwrap(),
+            size: 14,
+            seq: Seq(1),
+        },
+        BrokerEvent::Unsubscribed {
+            client: subscriber,
+            id,
+            filter: alerts,
+        },
+    ];
+    assert_eq!(events, expected);
+}
+
+#[test]
 fn v05_client_with_an_invalid_subscription_is_closed() {
     let mut driver = Driver::new(BrokerConfig::default());
     let client = driver.connect(1, true);
