@@ -267,6 +267,48 @@ fn v05_client_subscribes_and_publishes() {
 }
 
 #[test]
+fn batched_sends_match_single_sends() {
+    let run = |batched: bool| {
+        let config = BrokerConfig {
+            initial_credit: 300,
+            ..BrokerConfig::default()
+        };
+        let mut broker = Broker::new(config);
+        let now = start_instant();
+        let mut out: BTreeMap<ClientId, Vec<u8>> = BTreeMap::new();
+        for id in 0..3 {
+            broker.handle_connect(now, ClientId(id));
+            broker.handle_bytes(now, ClientId(id), &legacy_frame("t.>", b""));
+        }
+        for n in 0..40u8 {
+            broker
+                .publish_local(now, &Topic::parse("t.x").unwrap(), &[n; 20])
+                .unwrap();
+        }
+        for _ in 0..1_000 {
+            let mut buf = Vec::new();
+            let client = if batched {
+                broker.poll_send_into(now, &mut buf)
+            } else {
+                broker.poll_send(now).map(|(client, frame)| {
+                    buf = frame;
+                    client
+                })
+            };
+            let Some(client) = client else { break };
+            out.entry(client).or_default().extend_from_slice(&buf);
+        }
+        out
+    };
+    let (single, batched) = (run(false), run(true));
+    assert_eq!(single, batched);
+    assert!(
+        single.values().all(|bytes| bytes.len() >= 300),
+        "credit was used"
+    );
+}
+
+#[test]
 fn webhook_events_match_v05_names() {
     let mut broker = Broker::new(BrokerConfig::default());
     let now = start_instant();

@@ -285,6 +285,31 @@ impl Broker {
         None
     }
 
+    /// Appends to `buf` as many frames for one connection as its credit allows and returns
+    /// that connection, or `None` when nobody has anything to send. The same frames, in the same
+    /// order, as repeated [`Broker::poll_send`] calls, batched for one write.
+    #[must_use]
+    pub fn poll_send_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<ClientId> {
+        let (client, frame) = self.poll_send(now)?;
+        buf.extend_from_slice(&frame);
+
+        // Keep serving the same connection while it has credit and output.
+        while self
+            .clients
+            .get(&client)
+            .is_some_and(|state| state.credit > 0)
+        {
+            let Some(frame) = self.produce(now, client) else {
+                break;
+            };
+            if let Some(state) = self.clients.get_mut(&client) {
+                state.credit = state.credit.saturating_sub(frame.len());
+            }
+            buf.extend_from_slice(&frame);
+        }
+        Some(client)
+    }
+
     /// Returns the next piece of work for the driver.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
