@@ -738,7 +738,7 @@ fn durable_positions_survive_a_restart_through_a_snapshot() {
     let mut restarted = Driver::new(config);
     restarted
         .broker
-        .restore(restarted.now, log::recover(&driver.log).unwrap());
+        .restore_from(restarted.now, log::recover(&driver.log).unwrap());
     let durables = durable::decode_snapshot(&snapshot).unwrap();
     restarted.broker.restore_durables(durables);
     restarted.publish_local("jobs.x", "3");
@@ -940,7 +940,7 @@ fn persistence_gates_delivery_and_acks_and_survives_restart() {
     let recovered = log::recover(&driver.log).unwrap();
     assert_eq!(recovered.discarded, 0);
     let mut restarted = Driver::new(config.clone());
-    restarted.broker.restore(restarted.now, recovered);
+    restarted.broker.restore_from(restarted.now, recovered);
     assert_eq!(restarted.publish_local("a", "three"), Seq(3));
     let client = restarted.connect_extended(3, true);
     restarted.subscribe(client, 1, ">", Some(1));
@@ -952,7 +952,7 @@ fn persistence_gates_delivery_and_acks_and_survives_restart() {
     let compacted = log::recover(&restarted.broker.snapshot_log()).unwrap();
     assert!(compacted.records.is_empty());
     let mut again = Driver::new(config);
-    again.broker.restore(again.now, compacted);
+    again.broker.restore_from(again.now, compacted);
     assert_eq!(again.stats().head, Seq(3));
     assert_eq!(again.publish_local("a", "four"), Seq(4));
 }

@@ -17,9 +17,18 @@ use crate::pubsub::log::{self, LogRecord, Recovery};
 
 impl Broker {
     /// Loads what [`log::recover`] found. Call before the first connection. Numbering resumes
-    /// at `recovery.next_seq`, even when no record survived compaction.
-    pub fn restore(&mut self, now: Instant, recovery: Recovery) {
-        for record in recovery.records {
+    /// at `recovery.next_seq`, even when no record survived compaction (prefer this to
+    /// [`Broker::restore`], which cannot see markers).
+    pub fn restore_from(&mut self, now: Instant, recovery: Recovery) {
+        self.restore(now, recovery.records);
+        self.next_seq = self.next_seq.max(recovery.next_seq);
+        self.retained.skip_to(self.next_seq);
+    }
+
+    /// Loads recovered records, in increasing sequence order. Call before the first connection.
+    /// Numbering resumes after the last record.
+    pub fn restore(&mut self, now: Instant, records: Vec<LogRecord>) {
+        for record in records {
             if record.seq < self.next_seq {
                 debug!(seq = record.seq.0, "skipping out-of-order restored record");
                 continue;
@@ -42,8 +51,6 @@ impl Broker {
             };
             self.retained.push(Arc::new(event));
         }
-        self.next_seq = self.next_seq.max(recovery.next_seq);
-        self.retained.skip_to(self.next_seq);
         self.evict(now);
     }
 
@@ -82,7 +89,7 @@ impl Broker {
         durable::encode_snapshot(&records)
     }
 
-    /// Loads durable positions from a decoded snapshot, after [`Broker::restore`] and before
+    /// Loads durable positions from a decoded snapshot, after [`Broker::restore_from`] and before
     /// the first connection. Each is parked until a client subscribes with its name.
     pub fn restore_durables(&mut self, records: Vec<DurableRecord>) {
         for record in records {
