@@ -22,6 +22,8 @@
 //!   because the log stores no wall-clock time.
 //! - Partially received frames are buffered whole, so the memory a set of clients can pin is up
 //!   to `max_clients × max_payload`; the daemon sizes both for its host.
+//! - Durable names are not bound to a peer: any connection that knows a name can take over its
+//!   parked state.
 //! - A client whose control replies (acknowledgements, errors) pile up past
 //!   `max_control_backlog` because it never lets the broker write is disconnected rather than
 //!   slowed down: the broker cannot stop the driver from reading.
