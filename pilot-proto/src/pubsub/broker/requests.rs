@@ -159,6 +159,8 @@ impl Broker {
         let Some(name) = request.durable else {
             return sub;
         };
+        // Limitation: durable names are not bound to a peer, so any connection that knows a
+        // name takes over its parked state; access to port 1002 is the daemon's decision.
         if let Some(parked) = self.parked.remove(&name) {
             // The stored filter wins: a durable is one stream of events, whatever is asked.
             sub.filter = parked.filter.clone();
