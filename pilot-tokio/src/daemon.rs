@@ -83,9 +83,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
             rv.registry
         }
     };
-    let udp = UdpSocket::bind(settings.listen)
-        .await
-        .map_err(io(format!("bind UDP {}", settings.listen)))?;
+    let udp = bind_udp(&paths.home, settings.listen).await?;
     let listener = crate::server::bind(&paths.socket)
         .await
         .map_err(io(format!("IPC socket {}", paths.socket.display())))?;
@@ -110,6 +108,8 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         registry_client,
         hostname: settings.hostname.clone(),
         public: settings.public,
+        signing_seed: loaded.seed,
+        trust_path: paths.home.join("trust.state"),
     };
     let (tx, rx) = mpsc::channel(1024);
     let mut driver_task = tokio::spawn(driver::run(setup, rx));
@@ -122,6 +122,29 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     server_task.abort();
     cleanup(paths);
     Ok(())
+}
+
+/// Binds the tunnel socket. With port 0, the port of the previous run is tried first, so peers
+/// that still hold this node's endpoint reach it again after a restart.
+async fn bind_udp(home: &std::path::Path, listen: SocketAddr) -> Result<UdpSocket, DaemonError> {
+    let remembered = home.join("udp.port");
+    if listen.port() == 0 {
+        let last = std::fs::read_to_string(&remembered)
+            .ok()
+            .and_then(|t| t.trim().parse::<u16>().ok());
+        if let Some(port) = last.filter(|p| *p != 0) {
+            if let Ok(udp) = UdpSocket::bind(SocketAddr::new(listen.ip(), port)).await {
+                return Ok(udp);
+            }
+        }
+    }
+    let udp = UdpSocket::bind(listen)
+        .await
+        .map_err(io(format!("bind UDP {listen}")))?;
+    if let Ok(local) = udp.local_addr() {
+        identity_file::write_atomic(&remembered, format!("{}\n", local.port()).as_bytes())?;
+    }
+    Ok(udp)
 }
 
 fn prepare_home(home: &PathBuf) -> Result<(), DaemonError> {

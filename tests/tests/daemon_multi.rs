@@ -196,3 +196,58 @@ async fn fifty_megabytes_cross_node_byte_exact() {
     a.stop();
     b.stop();
 }
+
+/// Polls a `--json` command until `check` accepts its data (bounded).
+fn wait_for(node: &TestNode, args: &[&str], check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let data = node.json_ok(args);
+        if check(&data) {
+            return data;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} never satisfied: last {data}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn trust_between_two_nodes() {
+    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let (mut a, mut b) = (TestNode::new(), TestNode::new());
+    let addr_a = start_node(&mut a, &rv.registry);
+    let addr_b = start_node(&mut b, &rv.registry);
+    let id_a = addr_a.parse::<pilot_tokio::Addr>().expect("addr").node;
+    let id_b = addr_b.parse::<pilot_tokio::Addr>().expect("addr").node;
+
+    let sent = a.json_ok(&["handshake", &addr_b, "please", "trust", "me"]);
+    assert_eq!(sent["status"], "sent");
+    let pending = wait_for(&b, &["pending"], |d| {
+        d["pending"].as_array().is_some_and(|p| !p.is_empty())
+    });
+    assert_eq!(pending["pending"][0]["node_id"], id_a);
+    assert_eq!(pending["pending"][0]["justification"], "please trust me");
+
+    let approved = b.json_ok(&["approve", &id_a.to_string()]);
+    assert_eq!(approved["status"], "approved");
+    let trusted = wait_for(&a, &["trust"], |d| {
+        d["trusted"].as_array().is_some_and(|t| !t.is_empty())
+    });
+    assert_eq!(trusted["trusted"][0]["node_id"], id_b);
+    assert_eq!(b.json_ok(&["trust"])["trusted"][0]["node_id"], id_a);
+
+    // Trust survives a restart (the store is persisted atomically).
+    b.stop();
+    start_node(&mut b, &rv.registry);
+    assert_eq!(b.json_ok(&["trust"])["trusted"][0]["node_id"], id_a);
+
+    let revoked = a.json_ok(&["untrust", &id_b.to_string()]);
+    assert_eq!(revoked["node_id"], id_b);
+    wait_for(&b, &["trust"], |d| {
+        d["trusted"].as_array().is_some_and(Vec::is_empty)
+    });
+    a.stop();
+    b.stop();
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use pilot_proto::node::Node;
 use pilot_proto::registry::{ClientEvent, RegistryClient, RegistryError, RequestId};
+use pilot_proto::wire::trust::TrustMessage;
 use serde_json::{Value, json};
 
 use super::commands::{ControlOp, Reply, SessionId};
@@ -27,15 +28,19 @@ const MAX_WAITERS: usize = 64;
 pub(super) enum Deferred {
     Dial(SessionId, AddrPort, Reply<u32>),
     SendTo(AddrPort, Vec<u8>, Reply<()>),
+    Trust(u32, TrustMessage),
 }
 
+/// What a registry request was for.
 #[derive(Debug)]
-enum Waiting {
+pub(super) enum Waiting {
     Register,
     Quiet,
     Op(ControlOp, Reply<Value>),
     Lookup(u32),
     Resolve(u32),
+    TrustLookup(Box<TrustMessage>, u32),
+    PolledHandshakes,
 }
 
 #[derive(Debug, Default)]
@@ -89,19 +94,23 @@ impl Control {
         }
     }
 
-    pub(super) fn on_timeout(&mut self, now: Instant) {
+    /// Runs due timers; returns whether a heartbeat was due (time to poll relayed trust too).
+    pub(super) fn on_timeout(&mut self, now: Instant) -> bool {
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.client.handle_timeout(now);
         }
-        if self.heartbeat_at.is_some_and(|t| t <= now) {
-            self.heartbeat_at = Some(now + HEARTBEAT);
-            if let Ok(id) = self.client.heartbeat(now) {
-                self.waiting.insert(id, Waiting::Quiet);
-            }
+        if !self.heartbeat_at.is_some_and(|t| t <= now) {
+            return false;
         }
+        self.heartbeat_at = Some(now + HEARTBEAT);
+        if let Ok(id) = self.client.heartbeat(now) {
+            self.waiting.insert(id, Waiting::Quiet);
+        }
+        true
     }
 
-    fn send(&mut self, result: Result<RequestId, RegistryError>, waiting: Waiting) {
+    /// Remembers what a registry request is for (or fails its waiter at once).
+    pub(super) fn track(&mut self, result: Result<RequestId, RegistryError>, waiting: Waiting) {
         match result {
             Ok(id) => {
                 self.waiting.insert(id, waiting);
@@ -152,6 +161,8 @@ impl Driver {
             }
             Waiting::Lookup(peer) => self.on_lookup(peer, result),
             Waiting::Resolve(peer) => self.on_resolve(peer, result),
+            Waiting::TrustLookup(message, peer) => self.on_trust_lookup(&message, peer, result),
+            Waiting::PolledHandshakes => self.on_polled_handshakes(result),
         }
     }
 
@@ -184,9 +195,10 @@ impl Driver {
                 );
                 self.node = Some(node);
                 tracing::info!(%addr, "registered with the registry");
+                self.start_trust(node_id);
                 if self.control.public {
                     let r = self.control.client.set_visibility(now, true);
-                    self.control.send(r, Waiting::Quiet);
+                    self.control.track(r, Waiting::Quiet);
                 }
             }
         }
@@ -206,13 +218,9 @@ impl Driver {
                     reply.send(Err(format!("{what} is not supported by this daemon yet"))),
                 );
             }
-            _ => {
-                return drop(reply.send(Err(
-                    "trust commands are not supported by this daemon yet".into(),
-                )));
-            }
+            _ => return self.trust_op(&op, reply),
         };
-        self.control.send(result, Waiting::Op(op, reply));
+        self.control.track(result, Waiting::Op(op, reply));
     }
 
     /// Queues `deferred` until `peer` is resolved and added to the node.
@@ -220,20 +228,35 @@ impl Driver {
         let now = clock();
         if !self.control.resolving.contains_key(&peer) {
             if self.control.resolving.len() >= MAX_RESOLVING {
-                return fail_deferred(deferred, "too many peers being resolved; try again");
+                return self.fail_deferred(deferred, "too many peers being resolved; try again");
             }
             self.control.resolving.insert(peer, Resolving::default());
             let r = self.control.client.lookup(now, peer);
-            self.control.send(r, Waiting::Lookup(peer));
+            self.control.track(r, Waiting::Lookup(peer));
             let r = self.control.client.resolve(now, peer);
-            self.control.send(r, Waiting::Resolve(peer));
+            self.control.track(r, Waiting::Resolve(peer));
         }
         if let Some(entry) = self.control.resolving.get_mut(&peer) {
             if entry.waiters.len() >= MAX_WAITERS {
-                return fail_deferred(deferred, "too many requests waiting for this peer");
+                return self.fail_deferred(deferred, "too many requests waiting for this peer");
             }
             entry.waiters.push(deferred);
         }
+    }
+
+    /// Looks a known peer up again (its endpoint may have moved) and updates it in the node.
+    pub(super) fn refresh_peer(&mut self, peer: u32) {
+        if self.control.resolving.contains_key(&peer)
+            || self.control.resolving.len() >= MAX_RESOLVING
+        {
+            return;
+        }
+        let now = clock();
+        self.control.resolving.insert(peer, Resolving::default());
+        let r = self.control.client.lookup(now, peer);
+        self.control.track(r, Waiting::Lookup(peer));
+        let r = self.control.client.resolve(now, peer);
+        self.control.track(r, Waiting::Resolve(peer));
     }
 
     /// A tunnel frame came from a node we do not know: learn its key, use the sender's address.
@@ -251,7 +274,7 @@ impl Driver {
         };
         self.control.resolving.insert(node, entry);
         let r = self.control.client.lookup(clock(), node);
-        self.control.send(r, Waiting::Lookup(node));
+        self.control.track(r, Waiting::Lookup(node));
     }
 
     fn on_lookup(&mut self, peer: u32, result: Result<Value, String>) {
@@ -315,7 +338,7 @@ impl Driver {
         for deferred in entry.waiters {
             match &result {
                 Ok(()) => self.run_deferred(deferred),
-                Err(e) => fail_deferred(deferred, e),
+                Err(e) => self.fail_deferred(deferred, e),
             }
         }
     }
@@ -346,10 +369,14 @@ impl Driver {
     }
 }
 
-pub(super) fn fail_deferred(deferred: Deferred, text: &str) {
-    match deferred {
-        Deferred::Dial(_, _, reply) => drop(reply.send(Err(text.to_owned()))),
-        Deferred::SendTo(_, _, reply) => drop(reply.send(Err(text.to_owned()))),
+impl Driver {
+    /// Tells a parked command that it cannot run.
+    pub(super) fn fail_deferred(&mut self, deferred: Deferred, text: &str) {
+        match deferred {
+            Deferred::Dial(_, _, reply) => drop(reply.send(Err(text.to_owned()))),
+            Deferred::SendTo(_, _, reply) => drop(reply.send(Err(text.to_owned()))),
+            Deferred::Trust(peer, message) => self.trust_direct_failed(peer, &message),
+        }
     }
 }
 

@@ -16,8 +16,8 @@
 //!
 //! - Beacon messages (non-tunnel datagrams) are dropped: NAT traversal through the beacon is not
 //!   wired yet, so peers must be reachable at their registered endpoints.
-//! - Trust commands (handshake, approve, reject, pending, trust, untrust) answer "not
-//!   supported": the node does not compose the trust service yet.
+//! - Trust is tracked and exchanged (port 444, registry relay) but not enforced: a private node
+//!   does not yet refuse streams from untrusted peers (`TrustStore::admit` is not consulted).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ pub mod commands;
 mod control;
 mod registry_io;
 mod sessions;
+mod trust;
 
 use commands::Command;
 use pilot_proto::identity::Identity;
@@ -74,6 +75,10 @@ pub struct DriverSetup {
     pub hostname: Option<String>,
     /// Make the node public (resolvable by any node) after registering.
     pub public: bool,
+    /// The identity's Ed25519 seed (signs trust messages).
+    pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
+    /// Where the trust store is saved.
+    pub trust_path: std::path::PathBuf,
 }
 
 /// Everything the driver task owns.
@@ -83,9 +88,12 @@ pub(crate) struct Driver {
     node_config: NodeConfig,
     identity: Identity,
     seed: [u8; 32],
+    seed_key: zeroize::Zeroizing<[u8; 32]>,
+    trust_path: std::path::PathBuf,
     local: Option<SocketAddr>,
     sessions: sessions::Sessions,
     control: control::Control,
+    trust: trust::Trust,
 }
 
 /// Runs the driver until a `Shutdown` command arrives or every command sender is gone.
@@ -97,9 +105,12 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         node_config: setup.node_config,
         identity: setup.identity,
         seed: setup.seed,
+        seed_key: setup.signing_seed,
+        trust_path: setup.trust_path,
         local: udp.local_addr().ok(),
         sessions: sessions::Sessions::default(),
         control: control::Control::new(setup.registry_client, setup.hostname, setup.public),
+        trust: trust::Trust::default(),
     };
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
@@ -144,7 +155,9 @@ impl Driver {
         {
             node.handle_timeout(now);
         }
-        self.control.on_timeout(now);
+        if self.control.on_timeout(now) {
+            self.poll_relayed();
+        }
         self.retry_stalled();
     }
 
@@ -197,6 +210,7 @@ impl Driver {
                 self.on_registry_event(link, event);
                 handled += 1;
             }
+            handled += self.drain_trust();
             if handled == 0 {
                 return;
             }

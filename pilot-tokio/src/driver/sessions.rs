@@ -5,11 +5,12 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use pilot_proto::node::{NodeError, NodeEvent};
 use pilot_proto::transport::{CloseReason, ConnId};
+use pilot_proto::trust::TRUST_PORT;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::commands::{Command, Push, Reply, SessionId};
-use super::control::{Deferred, fail_deferred};
+use super::control::Deferred;
 use super::{Driver, clock};
 use crate::shim::addr::AddrPort;
 
@@ -103,6 +104,15 @@ impl Sessions {
     }
 }
 
+fn remote_of(remote: AddrPort) -> u32 {
+    remote.addr.node
+}
+
+/// Whether a stream ended without delivering (for trust messages: fall back to the relay).
+fn failed(reason: &CloseReason) -> bool {
+    !matches!(reason, CloseReason::Normal)
+}
+
 fn not_registered() -> String {
     "this node is not registered yet (no address); try again shortly".to_owned()
 }
@@ -165,12 +175,22 @@ impl Driver {
 
     /// Runs a dial or datagram send; an unknown peer is resolved first, then this runs again.
     pub(super) fn run_deferred(&mut self, deferred: Deferred) {
+        if let Deferred::Trust(peer, message) = deferred {
+            return match self.dial_trust(peer, message) {
+                Ok(()) => {}
+                Err((NodeError::UnknownPeer(_), message)) => {
+                    self.resolve_peer(peer, Deferred::Trust(peer, message));
+                }
+                Err((_, message)) => self.trust_direct_failed(peer, &message),
+            };
+        }
         let Some(node) = self.node.as_mut() else {
-            return fail_deferred(deferred, &not_registered());
+            return self.fail_deferred(deferred, &not_registered());
         };
         let now = clock();
         let result = match &deferred {
             Deferred::Dial(_, remote, _) => node.connect(now, *remote).map(Some),
+            Deferred::Trust(..) => return,
             Deferred::SendTo(dst, data, _) => {
                 let s = &mut self.sessions;
                 s.next_ephemeral = s.next_ephemeral.checked_add(1).unwrap_or(49152).max(49152);
@@ -180,12 +200,12 @@ impl Driver {
         };
         match (result, deferred) {
             (Err(NodeError::UnknownPeer(peer)), deferred) => self.resolve_peer(peer.node, deferred),
-            (Err(e), deferred) => fail_deferred(deferred, &e.to_string()),
+            (Err(e), deferred) => self.fail_deferred(deferred, &e.to_string()),
             (Ok(Some(stream)), Deferred::Dial(session, remote, reply)) => {
                 self.sessions.dials.insert(stream, (session, remote, reply));
             }
             (Ok(_), Deferred::SendTo(_, _, reply)) => drop(reply.send(Ok(()))),
-            (Ok(None), Deferred::Dial(_, _, reply)) => drop(reply.send(Err("dial failed".into()))),
+            (Ok(_), other) => self.fail_deferred(other, "dial failed"),
         }
     }
 
@@ -269,6 +289,15 @@ impl Driver {
 
     pub(super) fn on_node_event(&mut self, event: NodeEvent) {
         match event {
+            NodeEvent::Connected { stream } if self.on_trust_connected(stream) => {}
+            NodeEvent::Incoming {
+                stream,
+                port: TRUST_PORT,
+                remote,
+            } => self.on_trust_incoming(stream, remote),
+            NodeEvent::Readable { stream } if self.on_trust_readable(stream) => {}
+            NodeEvent::Closed { stream, reason }
+                if self.on_trust_closed(stream, failed(&reason)) => {}
             NodeEvent::Connected { stream } => {
                 let Some((session, remote, reply)) = self.sessions.dials.remove(&stream) else {
                     return;
@@ -303,7 +332,10 @@ impl Driver {
             }
             NodeEvent::UnknownPeer { node, from } => self.on_unknown_peer(node, from),
             NodeEvent::PeerUp { peer, endpoint } => tracing::info!(%peer, ?endpoint, "tunnel up"),
-            NodeEvent::PeerUnreachable { peer } => tracing::info!(%peer, "peer unreachable"),
+            NodeEvent::PeerUnreachable { peer } => {
+                tracing::info!(%peer, "peer unreachable; asking the registry for its endpoint");
+                self.refresh_peer(peer.node);
+            }
             other => tracing::debug!(event = ?std::mem::discriminant(&other), "node event ignored"),
         }
     }
@@ -328,10 +360,13 @@ impl Driver {
 
     fn on_closed(&mut self, stream: ConnId, reason: &CloseReason) {
         self.sessions.discarding.remove(&stream);
-        if let Some((_, _, reply)) = self.sessions.dials.remove(&stream) {
+        if let Some((_, remote, reply)) = self.sessions.dials.remove(&stream) {
             let text = match reason {
                 CloseReason::Refused => "connection refused".to_owned(),
-                CloseReason::ConnectTimeout => "dial timeout".to_owned(),
+                CloseReason::ConnectTimeout => {
+                    self.refresh_peer(remote_of(remote));
+                    "dial timeout".to_owned()
+                }
                 other => format!("connection failed: {other:?}"),
             };
             let _ = reply.send(Err(text));
