@@ -132,10 +132,10 @@ async fn bind_udp(home: &std::path::Path, listen: SocketAddr) -> Result<UdpSocke
         let last = std::fs::read_to_string(&remembered)
             .ok()
             .and_then(|t| t.trim().parse::<u16>().ok());
-        if let Some(port) = last.filter(|p| *p != 0) {
-            if let Ok(udp) = UdpSocket::bind(SocketAddr::new(listen.ip(), port)).await {
-                return Ok(udp);
-            }
+        if let Some(port) = last.filter(|p| *p != 0)
+            && let Ok(udp) = UdpSocket::bind(SocketAddr::new(listen.ip(), port)).await
+        {
+            return Ok(udp);
         }
     }
     let udp = UdpSocket::bind(listen)

@@ -99,7 +99,7 @@ impl Control {
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.client.handle_timeout(now);
         }
-        if !self.heartbeat_at.is_some_and(|t| t <= now) {
+        if self.heartbeat_at.is_none_or(|t| t > now) {
             return false;
         }
         self.heartbeat_at = Some(now + HEARTBEAT);

@@ -176,13 +176,7 @@ impl Driver {
     /// Runs a dial or datagram send; an unknown peer is resolved first, then this runs again.
     pub(super) fn run_deferred(&mut self, deferred: Deferred) {
         if let Deferred::Trust(peer, message) = deferred {
-            return match self.dial_trust(peer, message) {
-                Ok(()) => {}
-                Err((NodeError::UnknownPeer(_), message)) => {
-                    self.resolve_peer(peer, Deferred::Trust(peer, message));
-                }
-                Err((_, message)) => self.trust_direct_failed(peer, &message),
-            };
+            return self.dial_trust(peer, message);
         }
         let Some(node) = self.node.as_mut() else {
             return self.fail_deferred(deferred, &not_registered());

@@ -144,14 +144,11 @@ impl Driver {
         }
     }
 
-    /// Dials the peer's trust port for an outgoing message.
-    pub(super) fn dial_trust(
-        &mut self,
-        peer: u32,
-        message: TrustMessage,
-    ) -> Result<(), (NodeError, TrustMessage)> {
+    /// Dials the peer's trust port for an outgoing message (resolving the peer first if the
+    /// node does not know it; falling back to the relay if the dial cannot start).
+    pub(super) fn dial_trust(&mut self, peer: u32, message: TrustMessage) {
         let Some(node) = self.node.as_mut() else {
-            return Err((NodeError::NoAddress, message));
+            return self.trust_direct_failed(peer, &message);
         };
         match node.connect(
             clock(),
@@ -164,9 +161,11 @@ impl Driver {
                 self.trust
                     .conns
                     .insert(stream, TrustConn::Out { peer, message });
-                Ok(())
             }
-            Err(e) => Err((e, message)),
+            Err(NodeError::UnknownPeer(_)) => {
+                self.resolve_peer(peer, Deferred::Trust(peer, message))
+            }
+            Err(_) => self.trust_direct_failed(peer, &message),
         }
     }
 
