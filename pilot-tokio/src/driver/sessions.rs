@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use pilot_proto::node::{NodeError, NodeEvent};
-use pilot_proto::transport::{CloseReason, ConnId};
+use pilot_proto::transport::{CloseReason, ConnId, StreamError};
 use pilot_proto::trust::TRUST_PORT;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -229,6 +229,7 @@ impl Driver {
         while let Some(front) = c.sends.front_mut() {
             match node.send(now, c.stream, &front.data[front.sent..]) {
                 Ok(n) => front.sent += n,
+                Err(NodeError::Stream(StreamError::WouldBlock)) => return,
                 Err(e) => {
                     for p in c.sends.drain(..) {
                         let _ = p.reply.send(Err(format!("send: {e}")));
