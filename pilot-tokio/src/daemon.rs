@@ -114,6 +114,10 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     let (tx, rx) = mpsc::channel(1024);
     let mut driver_task = tokio::spawn(driver::run(setup, rx));
     let server_task = tokio::spawn(crate::server::serve(listener, tx));
+    tokio::spawn(crate::dataexchange::serve(
+        paths.socket.clone(),
+        paths.home.clone(),
+    ));
     tracing::info!(socket = %paths.socket.display(), %registry, "daemon running");
     tokio::select! {
         _ = &mut driver_task => tracing::info!("stopping: shutdown requested over IPC"),

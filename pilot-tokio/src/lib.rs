@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod dataexchange;
 pub mod driver;
 pub mod framing;
 pub mod identity_file;

@@ -251,3 +251,56 @@ fn trust_between_two_nodes() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn send_file_of_twenty_megabytes_arrives_whole() {
+    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let (mut a, mut b) = (TestNode::new(), TestNode::new());
+    start_node(&mut a, &rv.registry);
+    let addr_b = start_node(&mut b, &rv.registry);
+    let data: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+        .collect();
+    let src = a.dir().join("big.bin");
+    std::fs::write(&src, &data).expect("write source");
+    // The receiver binds port 1001 just after registering: retry while it is refused (bounded).
+    let deadline = Instant::now() + WAIT;
+    let sent = loop {
+        let out = a.run(&["--json", "send-file", &addr_b, src.to_str().expect("utf-8")]);
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).expect("envelope");
+            break v["data"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "send-file: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(sent["bytes"], data.len());
+    assert!(
+        sent["ack"]
+            .as_str()
+            .is_some_and(|ack| ack.starts_with("ACK FILE")),
+        "{sent}"
+    );
+    let dst = b.dir().join("received").join("big.bin");
+    let deadline = Instant::now() + WAIT;
+    while !dst.exists() {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(b.dir().join("pilot.log")).unwrap_or_default();
+            let listing: Vec<_> = std::fs::read_dir(b.dir().join("received"))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            panic!("file never completed at the receiver: {listing:?}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        std::fs::read(&dst).expect("received") == data,
+        "received file differs"
+    );
+    a.stop();
+    b.stop();
+}

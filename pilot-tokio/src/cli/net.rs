@@ -408,6 +408,7 @@ pub(super) async fn send_file(ctx: &Ctx, args: SendFileArgs) -> Result<(), CliEr
         .await?;
     let bar = progress(ctx, size);
     let mut sent = 0u64;
+    let mut frames = 0usize;
     let mut chunk = vec![0u8; MAX_FRAME_BODY - 2 - name.len().min(1024)];
     loop {
         let n = read_full(&mut file, &mut chunk).await?;
@@ -415,6 +416,7 @@ pub(super) async fn send_file(ctx: &Ctx, args: SendFileArgs) -> Result<(), CliEr
             break;
         }
         conn.send_all(&file_frame(&name, &chunk[..n])).await?;
+        frames += 1;
         sent += n as u64;
         if let Some(b) = &bar {
             b.set_position(sent);
@@ -429,17 +431,34 @@ pub(super) async fn send_file(ctx: &Ctx, args: SendFileArgs) -> Result<(), CliEr
     conn.flush()
         .await
         .map_err(|e| CliError::new("connection_failed", e.to_string()))?;
-    let mut ack = vec![0u8; 256];
-    let ack = match tokio::time::timeout(Duration::from_secs(30), conn.read(&mut ack)).await {
-        Ok(Ok(n)) if n > 8 => Some(String::from_utf8_lossy(&ack[8..n]).into_owned()),
-        _ => None,
-    };
+    let ack = read_acks(&mut conn, frames).await;
+    let _ = conn.close().await;
     let data =
         json!({"filename": name, "bytes": sent, "destination": addr.to_string(), "ack": ack});
     ctx.out.ok(data, |d| {
         format!("sent {} ({} bytes) to {}", name, d["bytes"], addr)
     });
     Ok(())
+}
+
+/// Reads one acknowledgement frame per frame sent (bounded wait); returns the last one's text.
+async fn read_acks(conn: &mut crate::client::Conn, frames: usize) -> Option<String> {
+    let mut last = None;
+    for _ in 0..frames {
+        let mut header = [0u8; 8];
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), conn.read_exact(&mut header)).await;
+        if !matches!(read, Ok(Ok(_))) {
+            break;
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut text = vec![0u8; len.min(4096)];
+        if conn.read_exact(&mut text).await.is_err() {
+            break;
+        }
+        last = Some(String::from_utf8_lossy(&text).into_owned());
+    }
+    last
 }
 
 /// One v0.5 data-exchange FILE frame: type 4, length, `u16 name_len ‖ name ‖ bytes`.

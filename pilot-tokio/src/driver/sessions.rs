@@ -26,6 +26,8 @@ struct Conn {
     local_port: u16,
     remote: AddrPort,
     sends: VecDeque<PendingSend>,
+    /// The node reported the stream closed; `CloseOk` goes out after the data already read.
+    closing: bool,
 }
 
 #[derive(Debug)]
@@ -90,6 +92,7 @@ impl Sessions {
             local_port,
             remote,
             sends: VecDeque::new(),
+            closing: false,
         };
         self.conns.insert(id, conn);
         self.by_stream.insert(stream, id);
@@ -370,20 +373,13 @@ impl Driver {
         let Some(&conn) = self.sessions.by_stream.get(&stream) else {
             return;
         };
-        let owner = self
-            .sessions
-            .conns
-            .get(&conn)
-            .and_then(|c| self.sessions.sessions.get(&c.session))
-            .cloned();
-        if let Some(push) = owner {
-            let _ = push.try_send(Push::CloseOk { conn });
-        }
-        if let Some(c) = self.sessions.forget(conn) {
-            for p in c.sends {
+        if let Some(c) = self.sessions.conns.get_mut(&conn) {
+            c.closing = true;
+            for p in c.sends.drain(..) {
                 let _ = p.reply.send(Err("send: connection closed".into()));
             }
         }
+        self.pump(stream);
     }
 
     /// Retries streams whose session queue was full.
@@ -427,7 +423,13 @@ impl Driver {
                     conn,
                     data: buf[..n].to_vec(),
                 }),
-                Err(_) => return,
+                Err(_) => {
+                    if self.sessions.conns.get(&conn).is_some_and(|c| c.closing) {
+                        permit.send(Push::CloseOk { conn });
+                        self.sessions.forget(conn);
+                    }
+                    return;
+                }
             }
         }
         self.sessions.stalled.insert(stream);
