@@ -62,7 +62,8 @@ fn bad_frames_get_errors_and_the_session_keeps_working() {
 
     raw.send(&[0x01, 0x00]);
     assert!(
-        raw.error_text().contains("truncated bind"),
+        raw.error_text()
+            .contains("malformed Bind message: truncated"),
         "truncated Bind is named"
     );
 

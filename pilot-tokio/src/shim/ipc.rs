@@ -1,8 +1,9 @@
-//! The v0.5 daemon IPC messages (dataplane.md §7): body = command byte ‖ payload.
+//! The v0.5 daemon IPC messages (dataplane.md §7) as an owned enum: body = command byte ‖
+//! payload. Decoding goes through `pilot_proto::wire::ipc`; encoding writes the same layout.
 //!
 //! The `u32` length prefix is handled by the caller (see `crate::framing`).
 
-use super::addr::{Addr, AddrPort};
+use super::addr::AddrPort;
 
 /// Largest body a v0.5 peer accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -119,123 +120,112 @@ pub enum IpcError {
     /// A command byte v0.5 does not define.
     #[error("unknown command: 0x{0:02X}")]
     UnknownCommand(u8),
-    /// The payload is shorter than the command needs.
-    #[error("truncated {command} message: need {needed} bytes, got {got}")]
-    Truncated {
-        /// Command name.
-        command: &'static str,
-        /// Bytes needed.
-        needed: usize,
-        /// Bytes present.
-        got: usize,
-    },
-}
-
-fn need(command: &'static str, p: &[u8], needed: usize) -> Result<(), IpcError> {
-    if p.len() < needed {
-        return Err(IpcError::Truncated {
-            command,
-            needed,
-            got: p.len(),
-        });
-    }
-    Ok(())
-}
-
-fn u16_at(p: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([p[at], p[at + 1]])
-}
-
-fn u32_at(p: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
-}
-
-fn addr_port_at(p: &[u8], at: usize) -> AddrPort {
-    let mut a = [0u8; 6];
-    a.copy_from_slice(&p[at..at + 6]);
-    AddrPort {
-        addr: Addr::from_bytes(a),
-        port: u16_at(p, at + 6),
-    }
-}
-
-fn text(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    /// The payload does not have the layout the command needs.
+    #[error("malformed {0} message: {1}")]
+    Malformed(&'static str, String),
 }
 
 impl Message {
-    /// Decodes one body. Never panics: every index is behind a `need` check.
+    /// Decodes one body with `pilot_proto::wire::ipc` (which checks every length exactly) and
+    /// copies it into an owned message.
     pub fn decode(body: &[u8]) -> Result<Message, IpcError> {
-        let (&cmd, p) = body.split_first().ok_or(IpcError::Empty)?;
-        let json = || p.to_vec();
-        Ok(match cmd {
-            0x01 => need("bind", p, 2).map(|()| Message::Bind { port: u16_at(p, 0) })?,
-            0x02 => need("bind_ok", p, 2).map(|()| Message::BindOk { port: u16_at(p, 0) })?,
-            0x03 => need("dial", p, 8).map(|()| Message::Dial {
-                remote: addr_port_at(p, 0),
-            })?,
-            0x04 => need("dial_ok", p, 4).map(|()| Message::DialOk { conn: u32_at(p, 0) })?,
-            0x05 => {
-                need("accept", p, 14)?;
-                let (local_port, conn) = (u16_at(p, 0), u32_at(p, 2));
-                Message::Accept {
-                    local_port,
-                    conn,
-                    remote: addr_port_at(p, 6),
-                }
-            }
-            0x06 => need("send", p, 4).map(|()| Message::Send {
-                conn: u32_at(p, 0),
-                data: p[4..].to_vec(),
-            })?,
-            0x07 => need("recv", p, 4).map(|()| Message::Recv {
-                conn: u32_at(p, 0),
-                data: p[4..].to_vec(),
-            })?,
-            0x08 => need("close", p, 4).map(|()| Message::Close { conn: u32_at(p, 0) })?,
-            0x09 => need("close_ok", p, 4).map(|()| Message::CloseOk { conn: u32_at(p, 0) })?,
-            0x0A => need("error", p, 2).map(|()| Message::Error {
-                code: u16_at(p, 0),
-                message: text(&p[2..]),
-            })?,
-            0x0B => need("send_to", p, 8).map(|()| Message::SendTo {
-                dst: addr_port_at(p, 0),
-                data: p[8..].to_vec(),
-            })?,
-            0x0C => {
-                need("recv_from", p, 10)?;
-                let (src, dst_port) = (addr_port_at(p, 0), u16_at(p, 8));
-                Message::RecvFrom {
-                    src,
-                    dst_port,
-                    data: p[10..].to_vec(),
-                }
-            }
-            0x0D => Message::Info,
-            0x0E => Message::InfoOk { json: json() },
-            0x0F => need("handshake", p, 1).map(|()| Message::Handshake {
-                sub: p[0],
-                args: p[1..].to_vec(),
-            })?,
-            0x10 => Message::HandshakeOk { json: json() },
-            0x11 => Message::ResolveHostname { name: text(p) },
-            0x12 => Message::ResolveHostnameOk { json: json() },
-            0x13 => Message::SetHostname { name: text(p) },
-            0x14 => Message::SetHostnameOk { json: json() },
-            0x15 => need("set_visibility", p, 1)
-                .map(|()| Message::SetVisibility { public: p[0] == 1 })?,
-            0x16 => Message::SetVisibilityOk { json: json() },
-            0x17 => Message::Deregister,
-            0x18 => Message::DeregisterOk { json: json() },
-            0x19 => Message::SetTags { json: json() },
-            0x1A => Message::SetTagsOk { json: json() },
-            0x1B => Message::SetWebhook { url: text(p) },
-            0x1C => Message::SetWebhookOk { json: json() },
-            0x1D => {
-                need("set_task_exec", p, 1).map(|()| Message::SetTaskExec { enabled: p[0] == 1 })?
-            }
-            0x1E => Message::SetTaskExecOk { json: json() },
-            other => return Err(IpcError::UnknownCommand(other)),
+        use pilot_proto::wire::ipc::IpcMessage as W;
+
+        let (&cmd, payload) = body.split_first().ok_or(IpcError::Empty)?;
+        let parsed = W::parse_body(body).map_err(|e| {
+            let name = pilot_proto::wire::ipc::Command::from(cmd).name();
+            IpcError::Malformed(name, e.to_string())
+        })?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(match parsed {
+            W::Bind { port } => Message::Bind { port },
+            W::BindOk { port } => Message::BindOk { port },
+            W::Dial { dst } => Message::Dial { remote: dst },
+            W::DialOk { conn_id } => Message::DialOk { conn: conn_id },
+            W::Accept {
+                local_port,
+                conn_id,
+                remote,
+            } => Message::Accept {
+                local_port,
+                conn: conn_id,
+                remote,
+            },
+            W::Send { conn_id, data } => Message::Send {
+                conn: conn_id,
+                data: data.to_vec(),
+            },
+            W::Recv { conn_id, data } => Message::Recv {
+                conn: conn_id,
+                data: data.to_vec(),
+            },
+            W::Close { conn_id } => Message::Close { conn: conn_id },
+            W::CloseOk { conn_id } => Message::CloseOk { conn: conn_id },
+            W::Error { code, message } => Message::Error {
+                code,
+                message: text(message),
+            },
+            W::SendTo { dst, data } => Message::SendTo {
+                dst,
+                data: data.to_vec(),
+            },
+            W::RecvFrom {
+                src,
+                dst_port,
+                data,
+            } => Message::RecvFrom {
+                src,
+                dst_port,
+                data: data.to_vec(),
+            },
+            W::Info => Message::Info,
+            W::InfoOk { json } => Message::InfoOk {
+                json: json.to_vec(),
+            },
+            W::Handshake(h) => Message::Handshake {
+                sub: h.sub(),
+                args: payload.get(1..).unwrap_or_default().to_vec(),
+            },
+            W::HandshakeOk { json } => Message::HandshakeOk {
+                json: json.to_vec(),
+            },
+            W::ResolveHostname { hostname } => Message::ResolveHostname {
+                name: text(hostname),
+            },
+            W::ResolveHostnameOk { json } => Message::ResolveHostnameOk {
+                json: json.to_vec(),
+            },
+            W::SetHostname { hostname } => Message::SetHostname {
+                name: text(hostname),
+            },
+            W::SetHostnameOk { json } => Message::SetHostnameOk {
+                json: json.to_vec(),
+            },
+            W::SetVisibility { value } => Message::SetVisibility { public: value == 1 },
+            W::SetVisibilityOk { json } => Message::SetVisibilityOk {
+                json: json.to_vec(),
+            },
+            W::Deregister => Message::Deregister,
+            W::DeregisterOk { json } => Message::DeregisterOk {
+                json: json.to_vec(),
+            },
+            W::SetTags { json } => Message::SetTags {
+                json: json.to_vec(),
+            },
+            W::SetTagsOk { json } => Message::SetTagsOk {
+                json: json.to_vec(),
+            },
+            W::SetWebhook { url } => Message::SetWebhook { url: text(url) },
+            W::SetWebhookOk { json } => Message::SetWebhookOk {
+                json: json.to_vec(),
+            },
+            W::SetTaskExec { value } => Message::SetTaskExec {
+                enabled: value == 1,
+            },
+            W::SetTaskExecOk { json } => Message::SetTaskExecOk {
+                json: json.to_vec(),
+            },
+            _ => return Err(IpcError::UnknownCommand(cmd)),
         })
     }
 
@@ -325,6 +315,18 @@ mod tests {
             let mut out = Vec::new();
             m.encode(&mut out);
             prop_assert_eq!(Message::decode(&out), Ok(m));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn our_encoding_parses_with_the_wire_codec(conn in any::<u32>(), port in any::<u16>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            for m in [Message::Send { conn, data: data.clone() }, Message::Bind { port }, Message::CloseOk { conn }, Message::Info] {
+                let mut out = Vec::new();
+                m.encode(&mut out);
+                prop_assert!(pilot_proto::wire::ipc::IpcMessage::parse_body(&out).is_ok());
+                prop_assert_eq!(Message::decode(&out), Ok(m));
+            }
         }
     }
 
