@@ -1,11 +1,5 @@
-//! Local protocol glue: the IPC message enum (owned, decoded from and encoded to the v0.5 IPC
-//! body) and address re-exports from `pilot_proto::wire::addr`.
-//!
-//! # Limitations
-//!
-//! - `ipc::Message` is this crate's own owned codec of the v0.5 IPC body; `pilot_proto::wire::ipc`
-//!   (borrowed views) covers the same layout and is what the byte-level tests of the wire branch
-//!   pin.
+//! Local protocol glue: the owned IPC message enum (decoded through `pilot_proto::wire::ipc`,
+//! encoded to the same layout) and address re-exports from `pilot_proto::wire::addr`.
 
 pub mod addr;
 pub mod ipc;
