@@ -242,13 +242,6 @@ impl InboundHandle {
         }
         let _ = (&mut self.task).await;
     }
-
-    /// Stops at once, dropping connections and requests in progress (as a crash would; an
-    /// event already handed to the sink may still become durable, unanswered).
-    pub async fn abort(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
 }
 
 /// Validates `config`, binds its address and serves until [`InboundHandle::shutdown`].

@@ -153,6 +153,8 @@ struct Shared {
     wake: Notify,
     counters: Counters,
     rng: SystemRandom,
+    /// Bumped whenever a counter or gauge changes.
+    changes: watch::Sender<u64>,
 }
 
 /// A running sender.
@@ -202,6 +204,7 @@ pub async fn start(config: OutboundConfig) -> Result<OutboundHandle, OutboundErr
             ..Counters::default()
         },
         rng: SystemRandom::new(),
+        changes: watch::Sender::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker(shared.clone(), stopped));
@@ -215,12 +218,14 @@ impl OutboundHandle {
         let body = event.to_body(unix_nanos());
         if body.len() > shared.config.max_body {
             shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            shared.changed();
             return Err(EnqueueError::TooLarge(body.len()));
         }
         let max = shared.config.max_pending;
         if shared.reserved.fetch_add(1, Ordering::SeqCst) >= max {
             shared.reserved.fetch_sub(1, Ordering::SeqCst);
             shared.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+            shared.changed();
             tracing::warn!(max, "outbound webhook queue full; event refused");
             return Err(EnqueueError::Full(max));
         }
@@ -248,11 +253,13 @@ impl OutboundHandle {
                     },
                 );
                 shared.wake.notify_one();
+                shared.changed();
                 Ok(seq)
             }
             Err(err) => {
                 shared.reserved.fetch_sub(1, Ordering::SeqCst);
                 shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                shared.changed();
                 Err(EnqueueError::Io(err))
             }
         }
@@ -266,6 +273,12 @@ impl OutboundHandle {
                 tracing::warn!(%err, event = %event.event_type, "outbound webhook not queued");
             }
         }
+    }
+
+    /// A receiver that sees a new value whenever [`OutboundHandle::stats`] may have changed,
+    /// for a `pilotctl` watch or a test waiting for a delivery.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// Counters so far.
@@ -328,6 +341,10 @@ impl Shared {
         let mut byte = [0u8; 1];
         let _ = self.rng.fill(&mut byte);
         f64::from(byte[0]) / 255.0
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     fn head(&self) -> Option<(u64, Entry)> {
@@ -404,6 +421,7 @@ async fn settle(shared: &Arc<Shared>, seq: u64, outcome: Outcome) -> Option<Dura
                 return None;
             }
             shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+            shared.changed();
             let (initial, max) = (shared.config.initial_backoff, shared.config.max_backoff);
             let delay = send::backoff(initial, max, failures, shared.jitter());
             tracing::debug!(seq, %reason, failures, ?delay, "outbound webhook will retry");
@@ -443,6 +461,7 @@ async fn finish(shared: &Arc<Shared>, seq: u64, failed: bool) {
         &shared.counters.delivered
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    shared.changed();
 }
 
 fn unix_nanos() -> u128 {
