@@ -409,3 +409,53 @@ async fn from_url_binds_exactly_the_given_loopback_address_and_path() {
     assert_eq!((handle.stats().accepted, handle.stats().duplicate), (1, 1));
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_during_the_first_publish_gets_409_and_a_silent_log_gets_503() {
+    let (held_tx, mut held) = mpsc::unbounded_channel::<PublishDone>();
+    let sink = move |_: InboundEvent, done: PublishDone| drop(held_tx.send(done));
+    let mut config = standard_config();
+    config.publish_timeout = Duration::from_secs(1);
+    let handle = inbound::start(config, Arc::new(sink)).await.unwrap();
+    let body = b"{}".to_vec();
+
+    let first = tokio::spawn(post(
+        url(&handle, "/events"),
+        standard_headers("msg_a", unix_now(), &body),
+        body.clone(),
+    ));
+    let done = tokio::time::timeout(WAIT, held.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let retry = post(
+        url(&handle, "/events"),
+        standard_headers("msg_a", unix_now(), &body),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(
+        retry,
+        (409, "same delivery in progress; retry later\n".to_owned())
+    );
+    done.send(Ok(())).unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, first).await.unwrap().unwrap().0,
+        200
+    );
+
+    // The log takes the event but never confirms: after the publish timeout, 503.
+    let silent = post(
+        url(&handle, "/events"),
+        standard_headers("msg_b", unix_now(), &body),
+        body,
+    )
+    .await;
+    assert_eq!(silent.0, 503);
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.accepted, stats.in_progress, stats.publish_failed),
+        (1, 1, 1)
+    );
+    handle.shutdown().await;
+}

@@ -263,6 +263,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_urls_paths_and_headers_never_panic(url in ".{0,60}", path in "/.{0,60}",
+                                                        value in "[ -~]{0,60}") {
+            let _ = parse_listen_url(&url);
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert("x-event", value);
+            }
+            let by_path = Route::new("/", Verifier::Unsigned);
+            let by_header = Route {
+                topic: TopicRule::Header(HeaderName::from_static("x-event")),
+                ..by_path.clone()
+            };
+            for topic in [by_path.topic(&path, &headers), by_header.topic(&path, &headers)] {
+                if let Some(topic) = topic {
+                    proptest::prop_assert!(topic.len() <= MAX_TOPIC_LEN);
+                    proptest::prop_assert!(topic.split('.').all(valid_token));
+                }
+            }
+        }
+    }
+
     #[test]
     fn validation_refuses_unsigned_beyond_loopback_and_empty_secrets() {
         let unsigned = Route::new("/e", Verifier::Unsigned);

@@ -170,28 +170,17 @@ pub async fn start(config: OutboundConfig) -> Result<OutboundHandle, OutboundErr
     if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
         return Err(OutboundError::BadUrl);
     }
-    let dir = config.queue_dir.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || QueueDir::open(&dir).and_then(|q| Ok((q.load()?, q))));
-    let (loaded, queue) = opened
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(OutboundError::Queue)?;
+    let (loaded, queue) = open_queue(config.queue_dir.clone()).await?;
 
     let pending: BTreeMap<u64, Entry> = loaded
         .pending
         .into_iter()
-        .map(|(seq, stored)| {
-            (
-                seq,
-                Entry {
-                    stored,
-                    failures: 0,
-                },
-            )
-        })
+        .map(|(seq, stored)| (seq, Entry::new(stored)))
         .collect();
+    let counters = Counters {
+        corrupt: AtomicU64::new(loaded.corrupt),
+        ..Counters::default()
+    };
     let shared = Arc::new(Shared {
         reserved: AtomicUsize::new(pending.len()),
         next_seq: AtomicU64::new(loaded.next_seq),
@@ -199,16 +188,33 @@ pub async fn start(config: OutboundConfig) -> Result<OutboundHandle, OutboundErr
         config,
         queue,
         wake: Notify::new(),
-        counters: Counters {
-            corrupt: AtomicU64::new(loaded.corrupt),
-            ..Counters::default()
-        },
+        counters,
         rng: SystemRandom::new(),
         changes: watch::Sender::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker(shared.clone(), stopped));
     Ok(OutboundHandle { shared, stop, task })
+}
+
+async fn open_queue(dir: PathBuf) -> Result<(queue::Loaded, QueueDir), OutboundError> {
+    let opened = tokio::task::spawn_blocking(move || {
+        let queue = QueueDir::open(&dir)?;
+        Ok((queue.load()?, queue))
+    });
+    let joined = opened.await.map_err(std::io::Error::other);
+    joined
+        .and_then(|result| result)
+        .map_err(OutboundError::Queue)
+}
+
+impl Entry {
+    fn new(stored: Stored) -> Self {
+        Self {
+            stored,
+            failures: 0,
+        }
+    }
 }
 
 impl OutboundHandle {
@@ -245,13 +251,7 @@ impl OutboundHandle {
         let shared = &self.shared;
         match written.map_err(std::io::Error::other).and_then(|r| r) {
             Ok(()) => {
-                shared.lock().insert(
-                    seq,
-                    Entry {
-                        stored,
-                        failures: 0,
-                    },
-                );
+                shared.lock().insert(seq, Entry::new(stored));
                 shared.wake.notify_one();
                 shared.changed();
                 Ok(seq)
@@ -344,7 +344,8 @@ impl Shared {
     }
 
     fn changed(&self) {
-        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.changes
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     fn head(&self) -> Option<(u64, Entry)> {

@@ -25,6 +25,7 @@ use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::hmac;
+use ring::rand::{SecureRandom as _, SystemRandom};
 
 #[cfg(test)]
 mod tests;
@@ -85,6 +86,17 @@ impl Secret {
         Self::from_bytes(&bytes)
     }
 
+    /// A fresh random 32-byte Standard Webhooks secret and its `whsec_` text, which is the
+    /// only copy the caller gets (store it, show it to the user once, never log it).
+    pub fn generate() -> Result<(Self, String), SecretError> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| SecretError::Rng)?;
+        let text = format!("whsec_{}", BASE64.encode(bytes));
+        Ok((Self::from_bytes(&bytes)?, text))
+    }
+
     fn tag(&self, parts: &[&[u8]]) -> hmac::Tag {
         let mut ctx = hmac::Context::with_key(&self.key);
         for part in parts {
@@ -112,6 +124,9 @@ pub enum SecretError {
     /// The decoded key is shorter than 24 or longer than 64 bytes.
     #[error("secret decodes to {0} bytes; 24 to 64 are allowed")]
     BadLength(usize),
+    /// The operating system's random generator failed.
+    #[error("no randomness available to generate a secret")]
+    Rng,
 }
 
 /// Why a request failed verification. [`VerifyError::is_malformed`] separates the 400 cases

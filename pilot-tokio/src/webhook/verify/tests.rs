@@ -180,6 +180,16 @@ fn standard_secret_rules() {
 }
 
 #[test]
+fn generated_secrets_are_distinct_and_round_trip_through_their_text() {
+    let (secret, text) = Secret::generate().unwrap();
+    let (_, other) = Secret::generate().unwrap();
+    assert!(text.starts_with("whsec_") && text != other);
+    let parsed = Secret::from_standard(&text).unwrap();
+    let sig = sign_standard(&secret, "msg_1", SW_TS, b"x");
+    assert_eq!(sign_standard(&parsed, "msg_1", SW_TS, b"x"), sig);
+}
+
+#[test]
 fn github_documented_vector_verifies() {
     let secret = Secret::from_bytes(GH_SECRET).unwrap();
     assert_eq!(sign_github(&secret, GH_BODY), GH_SIG);
