@@ -102,6 +102,7 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
         bump(&shared.counters.too_large);
         return Err(too_large);
     }
+    // Limitation: any read error (the limit, or a client gone mid-body) is answered 413.
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         bump(&shared.counters.too_large);
         too_large

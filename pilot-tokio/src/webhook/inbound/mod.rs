@@ -260,6 +260,7 @@ pub async fn start(
     let shared = Arc::new(build_shared(config, sink));
     let app = handler::router(shared.clone());
     let (stop, stopped) = oneshot::channel::<()>();
+    // Limitation: plain HTTP only; TLS is left to a terminator in front.
     let task = tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, service).with_graceful_shutdown(async move {
@@ -280,6 +281,7 @@ pub async fn start(
 
 fn build_shared(config: InboundConfig, sink: Arc<dyn EventSink>) -> Shared {
     let now = Instant::now();
+    // Limitation: the dedupe table is in RAM; across a restart it knows only `remembered`.
     let mut dedupe = DeliveryDedupe::new(config.dedupe_capacity, config.dedupe_max_age);
     for (route, id) in &config.remembered {
         dedupe.remember(now, &dedupe_key(route, id));

@@ -209,6 +209,7 @@ async fn open_queue(dir: PathBuf) -> Result<(queue::Loaded, QueueDir), OutboundE
 }
 
 impl Entry {
+    // Limitation: failure counts are not persisted; a restart starts them at zero.
     fn new(stored: Stored) -> Self {
         Self {
             stored,
@@ -356,6 +357,7 @@ impl Shared {
 }
 
 /// The delivery loop: one entry at a time, in sequence order.
+// Limitation: strict order means a failing head entry delays every later one.
 async fn worker(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let agent = send::agent(shared.config.timeout);
     loop {

@@ -276,6 +276,7 @@ fn standard_tags(signatures: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
         let Some((version, value)) = entry.split_once(',') else {
             return Err(VerifyError::MalformedHeader(HEADER_WEBHOOK_SIGNATURE));
         };
+        // Limitation: `v1a` (ed25519) and unknown versions are skipped, not verified.
         if version != "v1" {
             continue;
         }
