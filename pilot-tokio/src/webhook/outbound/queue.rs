@@ -142,8 +142,12 @@ impl QueueDir {
         sync_dir(&self.root.join("pending"))
     }
 
-    /// Reads every pending entry; unreadable ones are moved to `corrupt/` and counted.
+    /// Reads every pending entry; unreadable ones are moved to `corrupt/` and counted. Files
+    /// left in `tmp/` by a crash were never acknowledged to the caller and are deleted.
     pub(crate) fn load(&self) -> io::Result<Loaded> {
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            fs::remove_file(entry?.path())?;
+        }
         let next_seq = self.max_seq("failed")?.map_or(0, |s| s + 1);
         let mut loaded = Loaded {
             next_seq,
@@ -233,11 +237,13 @@ mod tests {
         torn.truncate(torn.len() - 3);
         fs::write(dir.path().join("pending/00000000000000000002.whq"), torn).unwrap();
         fs::write(dir.path().join("pending/junk.txt"), b"hello").unwrap();
+        fs::write(dir.path().join("tmp/00000000000000000003.whq"), b"PWQ1").unwrap();
 
         let loaded = queue.load().unwrap();
         assert_eq!(loaded.pending.len(), 1);
         assert_eq!(loaded.corrupt, 2);
         assert_eq!(fs::read_dir(dir.path().join("corrupt")).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "unacknowledged");
     }
 
     #[test]
