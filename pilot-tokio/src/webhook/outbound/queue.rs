@@ -243,7 +243,11 @@ mod tests {
         assert_eq!(loaded.pending.len(), 1);
         assert_eq!(loaded.corrupt, 2);
         assert_eq!(fs::read_dir(dir.path().join("corrupt")).unwrap().count(), 2);
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "unacknowledged");
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "unacknowledged"
+        );
     }
 
     #[test]
