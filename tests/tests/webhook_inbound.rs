@@ -459,3 +459,38 @@ async fn a_retry_during_the_first_publish_gets_409_and_a_silent_log_gets_503() {
     );
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
+    let mut config = standard_config();
+    config.max_body = 64;
+    let (handle, mut events) = start_memory(config).await;
+    let body = vec![b'x'; 4096];
+    let headers = standard_headers("msg_chunked", unix_now(), &body);
+    let target = url(&handle, "/events");
+    let call = tokio::task::spawn_blocking(move || {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build();
+        let agent: ureq::Agent = config.into();
+        let mut request = agent.post(&target);
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        // A reader body has no Content-Length, so ureq sends it chunked.
+        let reader = std::io::Cursor::new(body);
+        request
+            .send(ureq::SendBody::from_owned_reader(reader))
+            .map(|r| r.status().as_u16())
+    });
+    let status = tokio::time::timeout(WAIT, call).await.unwrap().unwrap();
+    // The server may answer before reading the rest; either the 413 arrives or the client sees
+    // the connection closed under its upload. Neither may publish anything.
+    if let Ok(status) = status {
+        assert_eq!(status, 413);
+    }
+    assert_eq!(handle.stats().too_large, 1);
+    assert!(events.try_recv().is_err());
+    handle.shutdown().await;
+}
