@@ -207,7 +207,8 @@ pub(crate) struct Shared {
     counters: InboundCounters,
 }
 
-/// A running receiver.
+/// A running receiver. Dropping it stops the server as [`InboundHandle::shutdown`] does,
+/// without waiting.
 #[derive(Debug)]
 pub struct InboundHandle {
     local_addr: SocketAddr,

@@ -157,7 +157,7 @@ struct Shared {
     changes: watch::Sender<u64>,
 }
 
-/// A running sender.
+/// A running sender. Dropping it stops the worker (pending entries stay on disk).
 #[derive(Debug)]
 pub struct OutboundHandle {
     shared: Arc<Shared>,
