@@ -141,6 +141,10 @@ pub struct Pair {
     pub b_alive: bool,
     buf: Vec<u8>,
     pub steps: u64,
+    /// Packets A put on the link so far, indexing `drop_mask`.
+    sent_count: usize,
+    /// `true` at index i drops the i-th packet A sends, on top of random loss.
+    pub drop_mask: Vec<bool>,
 }
 
 impl Pair {
@@ -172,6 +176,8 @@ impl Pair {
             b_alive: true,
             buf: Vec::new(),
             steps: 0,
+            sent_count: 0,
+            drop_mask: Vec::new(),
         }
     }
 
@@ -355,7 +361,16 @@ impl Pair {
         let serialize = Duration::from_nanos(wire_bits * 1_000_000_000 / config.bandwidth.max(1));
         link.busy_until = start + serialize;
         let departed = link.busy_until;
-        if self.rng.unit() < config.loss {
+        let mut masked = false;
+        if from == Side::A {
+            masked = self
+                .drop_mask
+                .get(self.sent_count)
+                .copied()
+                .unwrap_or(false);
+            self.sent_count += 1;
+        }
+        if self.rng.unit() < config.loss || masked {
             return;
         }
         let copies = if self.rng.unit() < config.duplicate {
