@@ -97,6 +97,12 @@ pub enum EmitError {
         /// The largest value the field can carry.
         max: usize,
     },
+    /// The fields contradict each other, so the bytes would not parse back to the same value.
+    #[error("inconsistent fields: {reason}")]
+    Inconsistent {
+        /// Which fields clash, and how.
+        reason: &'static str,
+    },
 }
 
 impl EmitError {
