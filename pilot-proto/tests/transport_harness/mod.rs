@@ -254,6 +254,22 @@ impl Pair {
         }
     }
 
+    /// Processes everything due within `by`, then sets the clock to exactly `by` later.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.now + by;
+        for _ in 0..1_000_000 {
+            self.flush();
+            match self.next_deadline() {
+                Some(t) if t <= target => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(target);
+        self.flush();
+    }
+
     /// Steps until nothing is scheduled, bounded like [`Self::run_until`].
     pub fn run_idle(&mut self, limit: Duration, max_steps: u64) {
         let first = self.steps;

@@ -397,14 +397,23 @@ impl Conn {
         }
     }
 
-    /// Restarts the keepalive and idle timers after hearing from the peer.
+    /// Restarts the idle timer after hearing from the peer.
     fn heard(&mut self, now: Instant, config: &TransportConfig) {
+        if !self.synchronized() || self.state == ConnState::TimeWait {
+            return;
+        }
+        self.timers.set(TimerKind::Idle, now + config.idle_timeout);
+    }
+
+    /// Restarts the keepalive timer after sending: a keepalive goes out only when we have
+    /// been silent for the interval, so each side's own traffic keeps the other's idle timer
+    /// from firing (v0.5 keys its keepalive on the peer's silence instead).
+    pub(super) fn spoke(&mut self, now: Instant, config: &TransportConfig) {
         if !self.synchronized() || self.state == ConnState::TimeWait {
             return;
         }
         self.timers
             .set(TimerKind::Keepalive, now + config.keepalive_interval);
-        self.timers.set(TimerKind::Idle, now + config.idle_timeout);
     }
 }
 

@@ -51,16 +51,21 @@ impl Conn {
             return None;
         }
         if self.pending.syn || self.pending.syn_ack {
-            return Some(self.handshake(now));
+            let header = self.handshake(now);
+            self.spoke(now, config);
+            return Some(header);
         }
         if matches!(self.state, ConnState::SynSent | ConnState::SynReceived) {
             return None;
         }
-        self.retransmission(now, buf)
+        let header = self
+            .retransmission(now, buf)
             .or_else(|| self.new_data(now, config, buf))
             .or_else(|| self.fin(now))
             .or_else(|| self.probe(buf))
-            .or_else(|| self.pure_ack(buf))
+            .or_else(|| self.pure_ack(buf))?;
+        self.spoke(now, config);
+        Some(header)
     }
 
     /// A header with no ACK information (SYN, RST).

@@ -37,11 +37,7 @@ impl Conn {
             }
             TimerKind::DelayedAck => self.pending.ack = true,
             TimerKind::Nagle => self.pending.nagle_expired = true,
-            TimerKind::Keepalive => {
-                self.pending.keepalive = true;
-                self.timers
-                    .set(TimerKind::Keepalive, now + config.keepalive_interval);
-            }
+            TimerKind::Keepalive => self.pending.keepalive = true,
             TimerKind::Idle => {
                 self.pending.rst = true;
                 self.finish(CloseReason::IdleTimeout, events);
@@ -77,7 +73,11 @@ impl Conn {
     /// RFC 6298 §5.4–5.6: back off, collapse the window, resend from the oldest hole; give up
     /// with a reset once a segment has used all its transmissions.
     fn on_data_timeout(&mut self, now: Instant, config: &TransportConfig, events: &mut Events) {
-        let Some(oldest) = self.scoreboard.first_unsacked().or(self.scoreboard.first()) else {
+        let Some(oldest) = self
+            .scoreboard
+            .first_unsacked()
+            .or_else(|| self.scoreboard.first())
+        else {
             return;
         };
         if oldest.transmissions >= config.max_transmissions {
