@@ -69,7 +69,8 @@ fn row(out: &mut String, mbit: u64, rtt: u64, loss: f64) {
     let retransmitted = stats.segments_retransmitted as f64 / stats.segments_sent.max(1) as f64;
     let _ = writeln!(
         out,
-        "| {mbit} Mbit/s | {rtt} ms | {:.0}% | {secs:.2} s | {goodput:.2} Mbit/s | {:.0}% | {:.1}% |",
+        "| {mbit} Mbit/s | {rtt} ms | {:.0}% | {secs:.2} s | {goodput:.2} Mbit/s | {:.0}% \
+         | {:.1}% |",
         loss * 100.0,
         goodput / mbit as f64 * 100.0,
         retransmitted * 100.0

@@ -137,7 +137,8 @@ proptest! {
             pair.b.handle_packet(pair.now, &packet);
             pair.flush();
             let limit = TransportConfig::default();
-            prop_assert!(pair.b.stats().buffered_bytes as usize <= limit.recv_buffer + limit.send_buffer);
+            let held = pair.b.stats().buffered_bytes as usize;
+            prop_assert!(held <= limit.recv_buffer + limit.send_buffer);
         }
         pair.run_idle(Duration::from_secs(600), 100_000);
     }

@@ -44,6 +44,8 @@ impl Transport {
     /// # Errors
     ///
     /// As [`send_datagram`](Self::send_datagram), for the size and port checks.
+    // Limitation: the transport keeps no network membership, so broadcast needs the member
+    // list from the caller (the registry's node list).
     pub fn broadcast_datagram(
         &mut self,
         now: Instant,

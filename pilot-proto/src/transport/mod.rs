@@ -29,6 +29,10 @@
 //!   token buckets.
 //! - Broadcast needs the member list of the network from the caller
 //!   ([`Transport::broadcast_datagram`]); the transport keeps no membership.
+//! - Congestion control is Reno-like; under random loss goodput follows about
+//!   1.22·MSS/(RTT·√p) (see `docs/design/transport-goodput.md`).
+//! - A v0.5 FIN that overtakes data v0.5 will never retransmit leaves the connection waiting
+//!   until the idle timeout.
 
 mod config;
 mod congestion;
@@ -406,6 +410,8 @@ impl Transport {
             self.queue_reset(packet);
             return;
         };
+        // Limitation: there is no per-source SYN rate limit (v0.5 has token buckets); a flood
+        // costs at most the backlog of half-open entries and the connection limits.
         if listener.half_open >= backlog {
             self.stats.packets_dropped += 1;
             return;

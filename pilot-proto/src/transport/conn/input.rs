@@ -88,6 +88,8 @@ impl Conn {
     /// SYN_SENT: only a SYN-ACK acknowledging our SYN moves us on.
     fn input_syn_sent(&mut self, packet: &PacketRepr<'_>, ctx: &mut InputCtx<'_>) {
         let flags = packet.flags;
+        // Limitation: a bare SYN here (simultaneous open) is ignored, so two nodes dialing each
+        // other on the same ports at once connect only if one of them retries later.
         if !flags.contains(Flags::SYN) || !flags.contains(Flags::ACK) {
             return;
         }
@@ -383,6 +385,9 @@ impl Conn {
             return;
         }
         let next = self.recv.next();
+        // Limitation: v0.5 sends its FIN without waiting for its data to be acknowledged and
+        // stops retransmitting once closed, so if that data was lost the FIN waits here for
+        // bytes that never come, until the idle timeout ends the connection.
         if fin < next || fin > next + self.recv.window() as u64 {
             return;
         }

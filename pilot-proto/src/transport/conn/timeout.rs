@@ -61,6 +61,8 @@ impl Conn {
                     let reason = CloseReason::ConnectTimeout;
                     self.finish(reason, events);
                 } else if self.state == ConnState::SynSent {
+                    // Limitation: v0.5 switches the peer to the beacon relay after the third
+                    // unanswered SYN; the transport only retransmits, the node owns the path.
                     self.pending.syn = true;
                 } else {
                     self.pending.syn_ack = true;
