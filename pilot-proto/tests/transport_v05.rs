@@ -364,3 +364,45 @@ fn broadcast_and_receive_datagrams() {
         other => panic!("expected a datagram, got {other:?}"),
     }
 }
+
+/// A control ping to port 0 is answered exactly as v0.5 answers it (vectors P11 and P12); the
+/// pong itself is never answered.
+#[test]
+fn control_ping_matches_v05_bytes() {
+    let now = transport_harness::epoch();
+    let mut us = Transport::new(US, TransportConfig::default(), Rng::from_seed([3; 32]));
+    let ping = hex::decode(concat!(
+        "10030004",
+        "000000000001",
+        "000000000002",
+        "c0000000",
+        "00000007",
+        "00000000",
+        "0000",
+        "6b128122",
+        "70696e67"
+    ))
+    .expect("hex");
+    us.handle_packet(now, &PacketRepr::decode(&ping).expect("P11 decodes"));
+    let mut buf = Vec::new();
+    assert_eq!(us.poll_packet(now, &mut buf), Some(GO));
+    let pong = concat!(
+        "12030004",
+        "000000000002",
+        "000000000001",
+        "0000c000",
+        "00000007",
+        "00000008",
+        "0000",
+        "19f64d81",
+        "70696e67"
+    );
+    assert_eq!(hex::encode(&buf), pong);
+    let mut them = Transport::new(GO, TransportConfig::default(), Rng::from_seed([4; 32]));
+    them.handle_packet(now, &PacketRepr::decode(&buf).expect("pong decodes"));
+    assert_eq!(
+        them.poll_packet(now, &mut buf),
+        None,
+        "a pong is not answered"
+    );
+}

@@ -181,8 +181,9 @@ impl Transport {
     /// # Errors
     ///
     /// [`StreamError::WouldBlock`] when no byte fits (wait for `Writable`),
-    /// [`StreamError::Closed`] after `close`, [`StreamError::Ended`] after an abnormal end,
-    /// [`StreamError::UnknownConnection`].
+    /// [`StreamError::Closed`] after `close` or once the connection is finishing,
+    /// [`StreamError::UnknownConnection`] once it is forgotten (right after an abnormal
+    /// `Closed` event, or when TIME_WAIT ends).
     pub fn send(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<usize, StreamError> {
         let budget = self.config.max_buffered_bytes.saturating_sub(self.buffered);
         let c = self
@@ -200,8 +201,9 @@ impl Transport {
     ///
     /// # Errors
     ///
-    /// [`StreamError::WouldBlock`] when nothing is readable yet, [`StreamError::Ended`] after
-    /// an abnormal end, [`StreamError::UnknownConnection`].
+    /// [`StreamError::WouldBlock`] when nothing is readable yet,
+    /// [`StreamError::UnknownConnection`] once the connection is forgotten (right after an
+    /// abnormal `Closed` event, or when TIME_WAIT ends; unread data goes with it).
     pub fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, StreamError> {
         let c = self
             .conns
@@ -258,8 +260,9 @@ impl Transport {
         self.conns.get(&conn).map(|c| (c.local_port, c.remote))
     }
 
-    /// Processes one inbound packet (already decrypted and parsed). Packets for another node,
-    /// for no connection, or of a protocol other than stream and datagram are counted and
+    /// Processes one inbound packet (already decrypted and parsed). Stream packets go to their
+    /// connection or listener, datagrams become events, control pings to port 0 are answered.
+    /// Packets for another node, for no connection, or of another protocol are counted and
     /// dropped; a stray stream packet may be answered with a reset.
     pub fn handle_packet(&mut self, now: Instant, packet: &PacketRepr<'_>) {
         self.stats.packets_received += 1;
@@ -267,6 +270,7 @@ impl Transport {
         match packet.protocol {
             Protocol::Stream if packet.dst == self.local => self.input_stream(now, packet),
             Protocol::Datagram if self.is_for_us(packet.dst) => self.input_datagram(packet),
+            Protocol::Control if packet.dst == self.local => self.input_control(packet),
             _ => self.stats.packets_dropped += 1,
         }
     }
@@ -334,6 +338,12 @@ impl Transport {
         stats.connections_open = self.conns.len() as u64;
         stats.buffered_bytes = self.buffered as u64;
         stats
+    }
+
+    /// Events held before new connections are refused: a few per connection plus the
+    /// datagram allowance, so an application that never polls cannot grow the queue forever.
+    fn event_cap(&self) -> usize {
+        4 * self.config.max_connections + self.config.max_pending_datagrams
     }
 
     fn is_for_us(&self, dst: Addr) -> bool {
@@ -406,6 +416,11 @@ impl Transport {
         let full = self.conns.len() >= self.config.max_connections
             || self.ports.count(port) >= self.config.max_connections_per_port;
         let backlog = self.config.accept_backlog;
+        if self.events.len() >= self.event_cap() {
+            // The application is not draining events; take no new connections until it does.
+            self.stats.packets_dropped += 1;
+            return;
+        }
         let Some(listener) = self.ports.listener(port) else {
             self.queue_reset(packet);
             return;
