@@ -33,6 +33,8 @@
 //!   1.22·MSS/(RTT·√p) (see `docs/design/transport-goodput.md`).
 //! - A v0.5 FIN that overtakes data v0.5 will never retransmit leaves the connection waiting
 //!   until the idle timeout.
+//! - `poll_timeout` and `handle_timeout` scan every connection, so their cost grows linearly
+//!   with the number of connections (at most `max_connections`).
 
 mod config;
 mod congestion;
@@ -65,8 +67,7 @@ use crate::rng::Rng;
 use crate::wire::addr::{Addr, AddrPort};
 use crate::wire::packet::{Flags, HEADER_LEN, Packet, PacketRepr, Protocol, VERSION};
 
-/// A packet built outside any connection (datagram, reset), waiting for `poll_packet`.
-#[derive(Debug)]
+/// A packet built outside any connection (datagram, reset, pong), waiting for `poll_packet`.
 struct Queued {
     dst: Addr,
     protocol: Protocol,
@@ -76,6 +77,18 @@ struct Queued {
     seq: u32,
     ack: u32,
     payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the payload.
+        f.debug_struct("Queued")
+            .field("dst", &self.dst)
+            .field("protocol", &self.protocol)
+            .field("flags", &self.flags)
+            .field("len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// All stream connections, listeners and datagram traffic of one node.
@@ -277,6 +290,7 @@ impl Transport {
 
     /// Writes the next packet (header and payload, checksum filled) into `buf`, replacing its
     /// contents, and returns the destination node; `None` when nothing is due.
+    #[must_use = "a packet was written into the buffer and must be sent"]
     pub fn poll_packet(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Addr> {
         buf.clear();
         if let Some(queued) = self.queued.pop_front() {
@@ -303,6 +317,7 @@ impl Transport {
     }
 
     /// The next application event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransportEvent> {
         let event = self.events.pop_front()?;
         if matches!(event, TransportEvent::Datagram { .. }) {
@@ -312,6 +327,8 @@ impl Transport {
     }
 
     /// When `handle_timeout` should next be called.
+    // Limitation: a linear scan over connections; a timer wheel would make it constant-time.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns.values().filter_map(Conn::next_timeout).min()
     }

@@ -286,6 +286,7 @@ impl Conn {
     /// Ends the connection with `reason`, raising `Closed` if the application knows of it.
     fn finish(&mut self, reason: CloseReason, events: &mut Events) {
         let already_reported = matches!(self.state, ConnState::TimeWait | ConnState::Closed);
+        tracing::debug!(id = %self.id, from = ?self.state, ?reason, "connection ended");
         self.state = ConnState::Closed;
         self.timers.clear();
         if self.reason.is_none() {
@@ -310,6 +311,7 @@ impl Conn {
 
     /// Enters TIME_WAIT: the application learns the connection closed normally.
     fn enter_time_wait(&mut self, now: Instant, linger: Duration, events: &mut Events) {
+        tracing::debug!(id = %self.id, from = ?self.state, "time-wait");
         self.state = ConnState::TimeWait;
         self.timers.clear();
         self.timers.set(TimerKind::Linger, now + linger);
