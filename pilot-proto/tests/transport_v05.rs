@@ -98,6 +98,12 @@ impl Rig {
 fn accepts_a_v05_dial_and_data() {
     let mut rig = Rig::new(1);
     let (isn, conn) = rig.accept_go();
+    let window = rig.us.conn_stats(conn).expect("open").peer_window;
+    assert_eq!(
+        window,
+        512 * 1360,
+        "v0.5 counts queue slots: one of our segments each"
+    );
     rig.feed(&go_packet(
         Flags::ACK,
         1,

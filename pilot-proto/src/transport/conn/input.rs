@@ -251,8 +251,7 @@ impl Conn {
         packet.payload.is_empty()
             && !packet.flags.contains(Flags::FIN)
             && !self.scoreboard.is_empty()
-            && u64::from(packet.window) * crate::transport::config::WINDOW_UNIT as u64
-                == self.peer_window
+            && self.window_bytes(packet.window) == self.peer_window
     }
 
     /// Classic fast retransmit for peers that do not send SACK: the third duplicate ACK marks

@@ -344,10 +344,24 @@ impl Conn {
         !matches!(self.state, ConnState::SynSent | ConnState::Closed)
     }
 
+    /// Records the peer's window. A v0.5 peer (recognised by its ISN of 0, which it always
+    /// uses) counts free slots of its receive queue, one slot per segment whatever its size, so
+    /// a unit is worth one of our segments; our own peers count 4,096-byte units.
     fn set_peer_window(&mut self, units: u16, seq: u64, ack: u64) {
-        self.peer_window = u64::from(units) * WINDOW_UNIT as u64;
+        self.peer_window = self.window_bytes(units);
         self.window_seq = seq;
         self.window_ack = ack;
+    }
+
+    /// The peer's window of `units`, in bytes (see [`Self::set_peer_window`]).
+    fn window_bytes(&self, units: u16) -> u64 {
+        let v05 = self.rcv.is_some_and(|rcv| rcv.isn() == 0);
+        let unit = if v05 {
+            self.mss.min(WINDOW_UNIT)
+        } else {
+            WINDOW_UNIT
+        };
+        u64::from(units) * unit as u64
     }
 
     /// The window we advertise, in v0.5 units of 4,096 bytes (rounded down).
