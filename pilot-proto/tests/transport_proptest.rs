@@ -20,6 +20,14 @@ fn rng_seed() -> u64 {
     seed
 }
 
+/// `PROPTEST_CASES` if set (for longer soak runs), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn link() -> impl Strategy<Value = LinkConfig> {
     (
         0.0..0.15f64,
@@ -44,7 +52,7 @@ fn link() -> impl Strategy<Value = LinkConfig> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: cases(64),
         failure_persistence: None,
         // Fixed, so every run explores the same cases; PROPTEST_RNG_SEED overrides it.
         rng_seed: proptest::test_runner::RngSeed::Fixed(rng_seed()),
@@ -93,7 +101,7 @@ fn hostile_packet() -> impl Strategy<Value = (u8, u8, u16, u32, u32, u16, Vec<u8
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: cases(256),
         failure_persistence: None,
         rng_seed: proptest::test_runner::RngSeed::Fixed(rng_seed()),
         ..ProptestConfig::default()
