@@ -95,4 +95,14 @@ impl TransportConfig {
         self.segment_size
             .clamp(64, crate::wire::packet::MAX_PAYLOAD_LEN)
     }
+
+    /// The send buffer actually used: at least one segment.
+    pub(crate) fn send_buffer_len(&self) -> usize {
+        self.send_buffer.max(self.mss())
+    }
+
+    /// The receive buffer actually used: at least two window units.
+    pub(crate) fn recv_buffer_len(&self) -> usize {
+        self.recv_buffer.max(2 * WINDOW_UNIT)
+    }
 }
