@@ -2,7 +2,8 @@
 //!
 //! Alice sits behind a home NAT (port-restricted cone) behind a carrier NAT; Bob sits behind a
 //! full-cone NAT. Both register with a public beacon, learn each other's public address, and
-//! punch. A fault rule drops the first punch; two seconds in, Bob's NAT reboots.
+//! punch. A fault rule drops the first punch; at 2.09 s Bob's NAT reboots and forgets his
+//! mapping.
 //!
 //! ```text
 //! cargo run -p pilot-sim --example timeline [PCAP_DIR]
@@ -48,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let mut sim = builder.build()?;
-    let reboot_at = sim.epoch() + Duration::from_secs(2);
+    let reboot_at = sim.epoch() + Duration::from_millis(2_090);
     sim.schedule(reboot_at, move |sim| sim.reboot_nat(NatId(2)));
     sim.run_for(Duration::from_secs(3))?;
 

@@ -138,6 +138,15 @@ impl Sim {
         }
     }
 
+    /// Changes a NAT's behaviour at run time; every mapping is lost, as after a reboot.
+    pub fn set_nat_config(&mut self, nat: NatId, config: crate::nat::NatConfig) {
+        if let Some(state) = self.nats.get_mut(nat.0) {
+            state.nat.set_config(config);
+            let name = state.name.clone();
+            self.note(format!("nat {name} reconfigured: {config:?}"));
+        }
+    }
+
     /// Gives a NAT a new public address (as after a DHCP renewal); every mapping is lost.
     pub fn set_nat_public_ip(&mut self, nat: NatId, ip: Ipv4Addr) {
         let Some(state) = self.nats.get_mut(nat.0) else {

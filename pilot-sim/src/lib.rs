@@ -64,7 +64,7 @@ pub use nat::{Filtering, Mapping, NatBox, NatConfig, NatDrop, PortAllocation};
 pub use packet::HEADER_LEN;
 pub use seed::{SEED_ENV, seed_from_env};
 pub use sim::{Iface, SeedChoice, Sim, SimError, Stats};
-pub use trace::{DropReason, TraceKind, TraceRecord};
+pub use trace::{DropReason, Place, TraceKind, TraceRecord};
 
 /// Identifies a host in a simulation (its index in creation order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -320,6 +320,12 @@ impl NatBox {
         self.by_external.clear();
     }
 
+    /// Replaces the behaviour (a NAT changing type); all mappings are lost.
+    pub fn set_config(&mut self, config: NatConfig) {
+        self.config = config;
+        self.reboot();
+    }
+
     /// Changes the public address; all mappings are lost.
     pub fn set_public_ip(&mut self, ip: Ipv4Addr) {
         self.public_ip = ip;

@@ -21,9 +21,10 @@ use crate::link::{Direction, LinkVerdict};
 use crate::nat::NatDrop;
 use crate::packet::{self, Endpoints};
 use crate::queue::nanos;
+use crate::sim::Iface;
 use crate::sim::{Attach, Event, Packet, Sim};
-use crate::trace::{DropReason, TraceKind};
-use crate::{HostId, NatId};
+use crate::trace::{DropReason, Place, TraceKind};
+use crate::{HostId, NatId, NetId};
 
 impl Sim {
     /// Turns a machine's transmit (payload in `payload[..transmit.len]`) into a packet on the
@@ -84,7 +85,9 @@ impl Sim {
             sim.transmit_link(Attach::Host(host), Direction::Up, packet, at)
         };
         match self.check_faults(&facts, src, dst) {
-            Some((rule, FaultAction::Drop)) => self.drop_packet(packet, DropReason::Fault(rule)),
+            Some((rule, FaultAction::Drop)) => {
+                self.drop_packet(packet, DropReason::Fault(rule), Place::Host(HostId(host)))
+            }
             Some((_, FaultAction::Delay(delay))) => up(self, packet, self.now_ns + nanos(delay)),
             Some((_, FaultAction::Duplicate)) => {
                 let copy = self.copy_packet(&packet);
@@ -120,9 +123,17 @@ impl Sim {
         };
         // A packet entering the link later than now is dropped (and traced) at that time.
         if at > self.now_ns {
-            self.queue.push(at, Event::Drop { packet, reason });
+            let place = self.link_place(attach, direction);
+            self.queue.push(
+                at,
+                Event::Drop {
+                    packet,
+                    reason,
+                    place,
+                },
+            );
         } else {
-            self.drop_packet(packet, reason);
+            self.drop_packet(packet, reason, self.link_place(attach, direction));
         }
     }
 
@@ -164,6 +175,15 @@ impl Sim {
         self.queue.push(at, event);
     }
 
+    /// Names the link an attachment's packet crosses in `direction`.
+    fn link_place(&self, attach: Attach, direction: Direction) -> Place {
+        let iface = match attach {
+            Attach::Host(host) => Iface::Host(HostId(host)),
+            Attach::Nat(nat) => Iface::Nat(NatId(nat)),
+        };
+        Place::Link(iface, direction)
+    }
+
     fn down_link(&self, attach: Attach) -> &crate::link::Link {
         match attach {
             Attach::Host(host) => &self.hosts[host].down,
@@ -194,19 +214,21 @@ impl Sim {
     /// A packet reached the router of network `net`.
     pub(crate) fn on_route(&mut self, net: usize, mut packet: Packet) {
         let Some(ends) = packet::endpoints(&packet.bytes) else {
-            return self.drop_packet(packet, DropReason::Malformed);
+            return self.drop_packet(packet, DropReason::Malformed, Place::Router(NetId(net)));
         };
         if let Some(&attach) = self.nets[net].addrs.get(ends.dst.ip()) {
             return self.transmit_link(attach, Direction::Down, packet, self.now_ns);
         }
         let Some(nat) = self.nets[net].nat else {
-            return self.drop_packet(packet, DropReason::NoRoute);
+            return self.drop_packet(packet, DropReason::NoRoute, Place::Router(NetId(net)));
         };
 
         // Leaving the private network: the NAT maps the source (or loops the packet back).
         let outbound = match self.nats[nat].nat.outbound(self.now, ends.src, ends.dst) {
             Ok(outbound) => outbound,
-            Err(why) => return self.drop_packet(packet, DropReason::Nat(why)),
+            Err(why) => {
+                return self.drop_packet(packet, DropReason::Nat(why), Place::Nat(NatId(nat)));
+            }
         };
         if outbound.created {
             let kind = TraceKind::Mapped {
@@ -235,27 +257,33 @@ impl Sim {
         ends: Endpoints,
     ) {
         if !self.nats[nat].nat.config().hairpinning {
-            return self.drop_packet(packet, DropReason::Nat(NatDrop::NoHairpin));
+            return self.drop_packet(
+                packet,
+                DropReason::Nat(NatDrop::NoHairpin),
+                Place::Nat(NatId(nat)),
+            );
         }
         let internal = match self.nats[nat]
             .nat
             .inbound(self.now, ends.dst.port(), external_src)
         {
             Ok(internal) => internal,
-            Err(why) => return self.drop_packet(packet, DropReason::Nat(why)),
+            Err(why) => {
+                return self.drop_packet(packet, DropReason::Nat(why), Place::Nat(NatId(nat)));
+            }
         };
         packet::rewrite_src(&mut packet.bytes, external_src);
         packet::rewrite_dst(&mut packet.bytes, internal);
         match self.nets[net].addrs.get(internal.ip()).copied() {
             Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now_ns),
-            None => self.drop_packet(packet, DropReason::NoRoute),
+            None => self.drop_packet(packet, DropReason::NoRoute, Place::Router(NetId(net))),
         }
     }
 
     /// A packet reached a NAT's public side from its parent network.
     pub(crate) fn on_nat_inbound(&mut self, nat: usize, mut packet: Packet) {
         let Some(ends) = packet::endpoints(&packet.bytes) else {
-            return self.drop_packet(packet, DropReason::Malformed);
+            return self.drop_packet(packet, DropReason::Malformed, Place::Nat(NatId(nat)));
         };
         self.capture_nat(nat, &packet.bytes);
         let internal = match self.nats[nat]
@@ -263,13 +291,19 @@ impl Sim {
             .inbound(self.now, ends.dst.port(), ends.src)
         {
             Ok(internal) => internal,
-            Err(why) => return self.drop_packet(packet, DropReason::Nat(why)),
+            Err(why) => {
+                return self.drop_packet(packet, DropReason::Nat(why), Place::Nat(NatId(nat)));
+            }
         };
         packet::rewrite_dst(&mut packet.bytes, internal);
         let inside = NatId(nat).inside().0;
         match self.nets[inside].addrs.get(internal.ip()).copied() {
             Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now_ns),
-            None => self.drop_packet(packet, DropReason::NoRoute),
+            None => self.drop_packet(
+                packet,
+                DropReason::NoRoute,
+                Place::Router(NatId(nat).inside()),
+            ),
         }
     }
 
@@ -277,10 +311,10 @@ impl Sim {
     /// then the machine gets it.
     pub(crate) fn on_deliver(&mut self, host: usize, packet: Packet, faults_checked: bool) {
         if self.hosts[host].machine.is_none() {
-            return self.drop_packet(packet, DropReason::HostDown);
+            return self.drop_packet(packet, DropReason::HostDown, Place::Host(HostId(host)));
         }
         if self.is_blocked(packet.origin, host) {
-            return self.drop_packet(packet, DropReason::Partitioned);
+            return self.drop_packet(packet, DropReason::Partitioned, Place::Host(HostId(host)));
         }
         if self.holds.contains(&(packet.origin, host)) {
             self.held.push((host, packet));
@@ -312,7 +346,7 @@ impl Sim {
         match self.check_faults(&facts, ends.src, ends.dst) {
             None => Some(packet),
             Some((rule, FaultAction::Drop)) => {
-                self.drop_packet(packet, DropReason::Fault(rule));
+                self.drop_packet(packet, DropReason::Fault(rule), Place::Host(HostId(host)));
                 None
             }
             Some((_, FaultAction::Delay(delay))) => {
@@ -341,14 +375,14 @@ impl Sim {
 
     fn hand_to_machine(&mut self, host: usize, packet: Packet) {
         let Some((ends, payload)) = packet::parse(&packet.bytes) else {
-            return self.drop_packet(packet, DropReason::Malformed);
+            return self.drop_packet(packet, DropReason::Malformed, Place::Host(HostId(host)));
         };
         let state = &self.hosts[host];
         if *ends.dst.ip() != state.addr {
-            return self.drop_packet(packet, DropReason::NoRoute);
+            return self.drop_packet(packet, DropReason::NoRoute, Place::Host(HostId(host)));
         }
         if !state.udp_ports.contains(&ends.dst.port()) {
-            return self.drop_packet(packet, DropReason::NoSocket);
+            return self.drop_packet(packet, DropReason::NoSocket, Place::Host(HostId(host)));
         }
 
         self.stats.delivered += 1;
@@ -401,7 +435,7 @@ impl Sim {
         Some((rule, action))
     }
 
-    pub(crate) fn drop_packet(&mut self, packet: Packet, reason: DropReason) {
+    pub(crate) fn drop_packet(&mut self, packet: Packet, reason: DropReason, place: Place) {
         self.count_drop(reason);
         let unknown = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
         let ends = packet::endpoints(&packet.bytes).unwrap_or(Endpoints {
@@ -413,6 +447,7 @@ impl Sim {
             packet.class,
             TraceKind::Dropped {
                 reason,
+                place,
                 src: ends.src,
                 dst: ends.dst,
                 len,

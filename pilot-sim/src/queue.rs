@@ -2,8 +2,9 @@
 //!
 //! Virtual time is an `Instant` computed as `epoch + elapsed`, where the epoch is captured once
 //! when a simulation is built; only differences between instants are ever used, so runs do not
-//! depend on the wall clock. Internally the queue keys events by nanoseconds since the epoch. Events are ordered by `(time, sequence number)`: two events due at
-//! the same instant run in the order they were scheduled, which makes ties deterministic.
+//! depend on the wall clock. Internally the queue keys events by nanoseconds since the epoch.
+//! Events are ordered by `(time, sequence number)`: two events due at the same instant run in
+//! the order they were scheduled, which makes ties deterministic.
 //!
 //! # Limitations
 //!

@@ -3,10 +3,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::HostId;
 use crate::queue::format_elapsed;
+use crate::sim::Iface;
 use crate::sim::Sim;
+use crate::trace::Place;
 use crate::trace::TraceKind;
+use crate::{HostId, NatId};
 
 impl Sim {
     /// Writes one pcap file per host (`<name>.pcap`) and per NAT public side
@@ -86,16 +88,44 @@ impl Sim {
         }
     }
 
+    /// Returns the name of the place (for the actor column) and any detail to add.
+    fn place_name(&self, place: Place) -> (String, String) {
+        match place {
+            Place::Host(host) => (self.host_name(host).to_owned(), String::new()),
+            Place::Nat(nat) => (self.nat_name(nat).to_owned(), String::new()),
+            Place::Router(net) => match net.nat() {
+                Some(nat) => (format!("{}-lan", self.nat_name(nat)), String::new()),
+                None => ("internet".to_owned(), String::new()),
+            },
+            Place::Link(Iface::Host(host), direction) => (
+                self.host_name(host).to_owned(),
+                format!(", {direction:?} link"),
+            ),
+            Place::Link(Iface::Nat(nat), direction) => (
+                self.nat_name(nat).to_owned(),
+                format!(", {direction:?} link"),
+            ),
+        }
+    }
+
+    fn nat_name(&self, nat: NatId) -> &str {
+        self.nats
+            .get(nat.0)
+            .map_or("?", |state| state.name.as_str())
+    }
+
     /// Describes what happened to a packet inside the network (no host acted).
     fn describe_network(&self, kind: &TraceKind) -> String {
         match kind {
             TraceKind::Dropped {
                 reason,
+                place,
                 src,
                 dst,
                 len,
             } => {
-                format!("{:<8} DROP    {src} -> {dst} len={len} ({reason})", "-")
+                let (actor, detail) = self.place_name(*place);
+                format!("{actor:<8} DROP    {src} -> {dst} len={len} ({reason}{detail})")
             }
             TraceKind::Mapped {
                 nat,

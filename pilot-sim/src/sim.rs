@@ -17,7 +17,7 @@ use crate::pcap::Capture;
 use crate::queue::{EventQueue, nanos};
 use crate::seed::SimRng;
 use crate::stream::{StreamDelivery, Streams};
-use crate::trace::{DropReason, Trace, TraceKind};
+use crate::trace::{DropReason, Place, Trace, TraceKind};
 use crate::{HostId, NatId};
 
 /// A network interface with a link: a host's, or a NAT's public side.
@@ -106,6 +106,7 @@ pub(crate) enum Event {
     Drop {
         packet: Packet,
         reason: DropReason,
+        place: Place,
     },
     Timer {
         host: usize,
@@ -388,7 +389,11 @@ impl Sim {
                 packet,
                 faults_checked,
             } => self.on_deliver(host, packet, faults_checked),
-            Event::Drop { packet, reason } => self.drop_packet(packet, reason),
+            Event::Drop {
+                packet,
+                reason,
+                place,
+            } => self.drop_packet(packet, reason, place),
             Event::Timer { host, generation } => self.on_timer(host, generation),
             Event::Stream {
                 host,
