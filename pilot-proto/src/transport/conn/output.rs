@@ -99,11 +99,15 @@ impl Conn {
 
     /// SYN or SYN-ACK, with the v0.5 backoff (1 s doubling to 8 s).
     fn handshake(&mut self, now: Instant) -> OutHeader {
-        self.syn_transmissions = self.syn_transmissions.saturating_add(1);
-        self.handshake_sent = (self.syn_transmissions == 1).then_some(now);
-        let shift = u32::from(self.syn_transmissions - 1).min(3);
-        let rto = (SYN_RTO_INITIAL * (1 << shift)).min(SYN_RTO_MAX);
-        self.timers.set(TimerKind::Retransmit, now + rto);
+        if matches!(self.state, ConnState::SynSent | ConnState::SynReceived) {
+            // Only the handshake itself is timed; a SYN-ACK repeated later (the peer lost
+            // ours) leaves the data retransmission timer alone.
+            self.syn_transmissions = self.syn_transmissions.saturating_add(1);
+            self.handshake_sent = (self.syn_transmissions == 1).then_some(now);
+            let shift = u32::from(self.syn_transmissions - 1).min(3);
+            let rto = (SYN_RTO_INITIAL * (1 << shift)).min(SYN_RTO_MAX);
+            self.timers.set(TimerKind::Retransmit, now + rto);
+        }
         let isn = self.snd.isn();
         if self.pending.syn {
             self.pending.syn = false;
