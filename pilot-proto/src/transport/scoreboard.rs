@@ -247,6 +247,18 @@ impl Scoreboard {
         Some(copy)
     }
 
+    /// The newest un-SACKed segment, resent as a tail loss probe: marks it in flight again.
+    pub(crate) fn take_last(&mut self, now: Instant) -> Option<Sent> {
+        let seg = self.segs.iter_mut().rev().find(|s| !s.sacked)?;
+        if seg.lost {
+            seg.lost = false;
+            self.pipe += (seg.end - seg.start) as usize;
+        }
+        seg.sent_at = now;
+        seg.transmissions = seg.transmissions.saturating_add(1);
+        Some(seg.clone())
+    }
+
     /// Whether a segment is waiting for retransmission.
     pub(crate) fn has_lost(&self) -> bool {
         self.segs.iter().any(|s| s.lost)

@@ -188,6 +188,7 @@ impl Conn {
             self.on_delivered(delivered, ctx.now);
         }
         self.detect_losses(ctx.now);
+        self.arm_tail_probe(ctx.now, ctx.config);
     }
 
     /// 1 while a zero-window probe byte beyond `snd_nxt` may be acknowledged.
@@ -269,6 +270,8 @@ impl Conn {
     /// A segment is known delivered: take an RTT sample (Karn) and advance RACK's reference
     /// (skipping a retransmission whose ACK came too soon to be for it, RFC 8985 §6.2 step 2).
     fn on_delivered(&mut self, delivered: Delivered, now: Instant) {
+        self.tail_probe_out = false;
+        self.pending.tail_probe = false;
         let rtt = now.saturating_duration_since(delivered.sent_at);
         if delivered.once {
             self.rtt.on_sample(rtt);

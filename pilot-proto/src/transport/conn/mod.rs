@@ -40,6 +40,8 @@ struct Pending {
     ack: bool,
     keepalive: bool,
     probe: bool,
+    /// The tail-loss-probe timer fired: send one segment regardless of the window.
+    tail_probe: bool,
     rst: bool,
     /// The Nagle timer fired: one small segment may go.
     nagle_expired: bool,
@@ -81,6 +83,8 @@ pub(crate) struct Conn {
     rack: Option<(Delivered, Duration)>,
     /// RACK reordering window, in quarters of the minimum RTT.
     reorder_mult: u32,
+    /// A tail loss probe went out and no acknowledgement has arrived since.
+    tail_probe_out: bool,
     dupacks: u32,
     /// Peer's window in bytes, and the segment that last set it (RFC 793 WL1/WL2 as offsets).
     peer_window: u64,
@@ -167,6 +171,7 @@ impl Conn {
             cc: Congestion::new(mss, config.max_cwnd),
             rack: None,
             reorder_mult: 1,
+            tail_probe_out: false,
             dupacks: 0,
             peer_window: WINDOW_UNIT as u64,
             window_seq: 0,

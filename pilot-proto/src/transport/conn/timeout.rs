@@ -30,6 +30,7 @@ impl Conn {
         match kind {
             TimerKind::Retransmit => self.on_retransmit_timeout(now, config, events),
             TimerKind::Rack => self.detect_losses(now),
+            TimerKind::TailProbe => self.pending.tail_probe = !self.scoreboard.is_empty(),
             TimerKind::Persist => {
                 self.pending.probe = true;
                 let next = self.backoff_persist();
