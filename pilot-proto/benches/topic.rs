@@ -111,3 +111,35 @@ fn average_results_per_match(bencher: Bencher<'_, '_>) {
     );
     bencher.bench_local(|| divan::black_box(total));
 }
+
+/// Broker fan-out: one publish delivered to 100 v0.5 subscribers, frames drained. Counts
+/// deliveries.
+#[divan::bench]
+fn broker_fan_out_100(bencher: Bencher<'_, '_>) {
+    use pilot_proto::pubsub::{Broker, BrokerConfig, ClientId};
+
+    // A base instant for the broker; benchmarks never advance it.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    let config = BrokerConfig {
+        initial_credit: usize::MAX,
+        ..BrokerConfig::default()
+    };
+    let mut broker = Broker::new(config);
+    for id in 0..100 {
+        broker.handle_connect(now, ClientId(id));
+        broker.handle_bytes(now, ClientId(id), b"\x00\x07bench.>\x00\x00\x00\x00");
+    }
+    while broker.poll_event().is_some() {}
+    let topic = Topic::parse("bench.topic").unwrap();
+    let payload = [0x5a; 64];
+    bencher.counter(ItemsCount::new(100usize)).bench_local(|| {
+        broker.publish_local(now, &topic, &payload).unwrap();
+        let mut frames = 0;
+        while let Some((_, frame)) = broker.poll_send(now) {
+            frames += frame.len();
+        }
+        while broker.poll_event().is_some() {}
+        divan::black_box(frames)
+    });
+}

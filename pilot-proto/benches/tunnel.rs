@@ -12,7 +12,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pilot_proto::identity::Identity;
 use pilot_proto::rng::Rng;
@@ -202,29 +202,34 @@ fn check_steady_state_allocations() {
     assert_eq!(allocations, 0, "the tunnel allocates per packet");
 }
 
-/// Prints both rates from a quick timed run, and the ratio against the target.
+/// Prints both rates and their ratio. Batches of the two alternate and the fastest batch of
+/// each counts, so that load from other processes on a shared machine skews neither side.
 #[allow(clippy::disallowed_methods)] // Benchmarks measure wall time.
 fn print_ratio() {
-    const ROUNDS: u32 = 20_000;
+    const BATCHES: u32 = 40;
+    const ROUNDS: u32 = 2_000;
     let mut bench = Bench::new();
     let mut raw = Raw::new();
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        divan::black_box(bench.round_trip());
+    let (mut tunnel_best, mut ring_best) = (Duration::MAX, Duration::MAX);
+    for _ in 0..BATCHES {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            divan::black_box(bench.round_trip());
+        }
+        tunnel_best = tunnel_best.min(start.elapsed());
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            divan::black_box(raw.round_trip());
+        }
+        ring_best = ring_best.min(start.elapsed());
     }
-    let tunnel = start.elapsed();
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        divan::black_box(raw.round_trip());
-    }
-    let ring = start.elapsed();
 
-    let ratio = ring.as_secs_f64() / tunnel.as_secs_f64();
+    let ratio = ring_best.as_secs_f64() / tunnel_best.as_secs_f64();
     println!(
-        "1200-byte seal+open: tunnel {:?}/packet, raw ring {:?}/packet; tunnel runs at {:.0}% \
-         of the raw rate (target >= {:.0}%)",
-        tunnel / ROUNDS,
-        ring / ROUNDS,
+        "1200-byte seal+open, best of {BATCHES} batches: tunnel {:?}/packet, raw ring {:?}/packet; \
+         tunnel runs at {:.0}% of the raw rate (target >= {:.0}%)",
+        tunnel_best / ROUNDS,
+        ring_best / ROUNDS,
         ratio * 100.0,
         TARGET_RATIO * 100.0,
     );

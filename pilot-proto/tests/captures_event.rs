@@ -2,8 +2,8 @@
 //!
 //! Sources: the `app` annotations of `tunnel-plaintext.jsonl` (subscribe, publish and deliver
 //! frames reassembled from stream segments) and the `data_hex` of event-stream IPC messages in
-//! `ipc.jsonl`. The folder defaults to the shared captures and can be moved with
-//! `PILOT_CAPTURES`.
+//! `ipc.jsonl`. The files are vendored under `tests/captures/`; `PILOT_CAPTURES` points
+//! elsewhere.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ use serde_json::Value;
 fn captures_dir() -> PathBuf {
     std::env::var_os("PILOT_CAPTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/pilot-v0.5/captures"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/captures"))
 }
 
 fn lines(file: &str) -> Vec<Value> {

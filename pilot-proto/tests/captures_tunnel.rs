@@ -233,3 +233,53 @@ fn captured_nonce_counters_start_at_one_per_prefix() {
         "{first:?}"
     );
 }
+
+#[test]
+fn tunnel_accepts_captured_go_pila_once_and_ignores_its_repeat() {
+    use pilot_proto::rng::Rng;
+    use pilot_proto::tunnel::{DropReason, Event, Inbound, Tunnel, TunnelConfig};
+
+    // enc scenario: node-a (node 1) sent node-b (node 2) two identical PILA (enc-0015/0016).
+    let frames = tunnel_frames();
+    let frame = |id: &str| bytes(frames.iter().find(|f| f["id"] == id).unwrap(), "hex");
+    let node_a_key = VerifyingKey::from_bytes(&array(KNOWN_SIGNING_KEYS[0])).unwrap();
+    let node_a = std::net::SocketAddr::from(([127, 0, 0, 1], 39_610));
+
+    #[allow(clippy::disallowed_methods)] // Only differences between instants matter.
+    let now = std::time::Instant::now();
+    let identity = Identity::from_seed(&[2; 32]);
+    let mut tunnel = Tunnel::new(
+        TunnelConfig::default(),
+        identity,
+        2,
+        Rng::from_seed([2; 32]),
+    );
+    tunnel.add_peer(now, 1, node_a, Some(node_a_key)).unwrap();
+
+    let (mut first, mut second) = (frame("enc-0015"), frame("enc-0016"));
+    assert_eq!(
+        tunnel.handle_datagram(now, node_a, &mut first),
+        Inbound::Consumed
+    );
+    let repeat = tunnel.handle_datagram(now, node_a, &mut second);
+    assert_eq!(repeat, Inbound::Dropped(DropReason::RepeatedKeyExchange));
+    let keyed = std::iter::from_fn(|| tunnel.poll_event())
+        .filter(|event| {
+            matches!(
+                event,
+                Event::PeerKeyed {
+                    node: 1,
+                    rekeyed: false
+                }
+            )
+        })
+        .count();
+    assert_eq!(keyed, 1);
+
+    // The relay-enc run's node-a is also node 1 but has another identity: its genuine,
+    // correctly signed PILA is refused because the key is not the registered one.
+    let mut foreign = frame("enc-0066");
+    let outcome = tunnel.handle_datagram(now, node_a, &mut foreign);
+    assert_eq!(outcome, Inbound::Dropped(DropReason::WrongSigningKey));
+    assert_eq!(tunnel.endpoint(1), Some(node_a));
+}

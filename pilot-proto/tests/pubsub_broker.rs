@@ -15,10 +15,10 @@ use pilot_proto::pubsub::codec::{
     ClientMessage, Delivery, ErrorCode, FrameReader, GapNotice, GapReason, ServerMessage,
     SubscribeRequest,
 };
-use pilot_proto::pubsub::log;
 use pilot_proto::pubsub::{
     Broker, BrokerConfig, BrokerEvent, ClientId, Seq, SubscriptionId, Topic, TopicFilter,
 };
+use pilot_proto::pubsub::{durable, log};
 use proptest::prelude::*;
 
 const FAST_WINDOW: usize = 64 * 1024;
@@ -264,6 +264,89 @@ fn v05_client_subscribes_and_publishes() {
         Some(&legacy_frame("alerts", b"ack"))
     );
     assert_eq!(driver.stats().published, 2);
+}
+
+#[test]
+fn batched_sends_match_single_sends() {
+    let run = |batched: bool| {
+        let config = BrokerConfig {
+            initial_credit: 300,
+            ..BrokerConfig::default()
+        };
+        let mut broker = Broker::new(config);
+        let now = start_instant();
+        let mut out: BTreeMap<ClientId, Vec<u8>> = BTreeMap::new();
+        for id in 0..3 {
+            broker.handle_connect(now, ClientId(id));
+            broker.handle_bytes(now, ClientId(id), &legacy_frame("t.>", b""));
+        }
+        for n in 0..40u8 {
+            broker
+                .publish_local(now, &Topic::parse("t.x").unwrap(), &[n; 20])
+                .unwrap();
+        }
+        for _ in 0..1_000 {
+            let mut buf = Vec::new();
+            let client = if batched {
+                broker.poll_send_into(now, &mut buf)
+            } else {
+                broker.poll_send(now).map(|(client, frame)| {
+                    buf = frame;
+                    client
+                })
+            };
+            let Some(client) = client else { break };
+            out.entry(client).or_default().extend_from_slice(&buf);
+        }
+        out
+    };
+    let (single, batched) = (run(false), run(true));
+    assert_eq!(single, batched);
+    assert!(
+        single.values().all(|bytes| bytes.len() >= 300),
+        "credit was used"
+    );
+}
+
+#[test]
+fn webhook_events_match_v05_names() {
+    let mut broker = Broker::new(BrokerConfig::default());
+    let now = start_instant();
+    let (subscriber, publisher) = (ClientId(1), ClientId(2));
+    broker.handle_connect(now, subscriber);
+    broker.handle_connect(now, publisher);
+    broker.handle_bytes(now, subscriber, &legacy_frame("alerts", b""));
+    broker.handle_bytes(now, publisher, &legacy_frame("alerts", b""));
+    broker.handle_bytes(now, publisher, &legacy_frame("alerts", b"server is down"));
+    broker.handle_disconnect(now, subscriber);
+
+    let events: Vec<BrokerEvent> = std::iter::from_fn(|| broker.poll_event()).collect();
+    let alerts = TopicFilter::parse("alerts").unwrap();
+    let id = SubscriptionId(0);
+    let expected = vec![
+        BrokerEvent::Subscribed {
+            client: subscriber,
+            id,
+            filter: alerts.clone(),
+        },
+        BrokerEvent::Subscribed {
+            client: publisher,
+            id,
+            filter: alerts.clone(),
+        },
+        BrokerEvent::Published {
+            client: Some(publisher),
+            topic: Topic::parse("alerts").unwrap(),
+            size: 14,
+            seq: Seq(1),
+        },
+        BrokerEvent::Unsubscribed {
+            client: subscriber,
+            id,
+            filter: alerts,
+        },
+    ];
+    assert_eq!(events, expected);
 }
 
 #[test]
@@ -629,6 +712,48 @@ fn durable_subscription_survives_a_disconnect() {
 }
 
 #[test]
+fn durable_positions_survive_a_restart_through_a_snapshot() {
+    let config = BrokerConfig {
+        persistent: true,
+        ..BrokerConfig::default()
+    };
+    let mut driver = Driver::new(config.clone());
+    let client = driver.connect_extended(1, true);
+    driver.subscribe_durable(client, 1, "jobs.>", "worker");
+    for n in 0..3 {
+        driver.publish_local("jobs.x", &n.to_string());
+    }
+    assert_eq!(seqs(&driver.deliveries(client)), vec![1, 2, 3]);
+    driver.send(
+        client,
+        &ClientMessage::Ack {
+            id: SubscriptionId(1),
+            seq: Seq(1),
+        }
+        .encode(),
+    );
+    let snapshot = driver.broker.durables_snapshot();
+
+    // Restart: the log and the snapshot are read back; one more event arrives meanwhile.
+    let mut restarted = Driver::new(config);
+    restarted
+        .broker
+        .restore_from(restarted.now, log::recover(&driver.log).unwrap());
+    let durables = durable::decode_snapshot(&snapshot).unwrap();
+    restarted.broker.restore_durables(durables);
+    restarted.publish_local("jobs.x", "3");
+    let back = restarted.connect_extended(2, true);
+    restarted.subscribe_durable(back, 4, "jobs.>", "worker");
+    let got = restarted.deliveries(back);
+    assert_eq!(
+        seqs(&got),
+        vec![2, 3, 4],
+        "unacknowledged events again, then the new one"
+    );
+    assert_eq!(got[0].attempt, 2);
+}
+
+#[test]
 fn durable_in_flight_window_holds_back_then_resumes() {
     let config = BrokerConfig {
         max_ack_pending: 2,
@@ -725,9 +850,8 @@ fn client_session_resumes_exactly_once_across_reconnects() {
     let (id, subscribe) = session.subscribe(filter, SubscribeOptions::default());
 
     let mut seen = Vec::new();
-    let mut connection = 10;
     for round in 0..4u64 {
-        let client = driver.connect(connection, true);
+        let client = driver.connect(10 + round, true);
         let frames = if round == 0 {
             vec![session.hello(), subscribe.clone()]
         } else {
@@ -752,7 +876,6 @@ fn client_session_resumes_exactly_once_across_reconnects() {
 
         // Published while nobody is connected.
         driver.publish_local("orders.new", "offline");
-        connection += 1;
     }
     assert_eq!(
         seen,
@@ -816,12 +939,42 @@ fn persistence_gates_delivery_and_acks_and_survives_restart() {
     // A restart: a new broker reads the log and continues the numbering.
     let recovered = log::recover(&driver.log).unwrap();
     assert_eq!(recovered.discarded, 0);
-    let mut restarted = Driver::new(config);
-    restarted.broker.restore(restarted.now, recovered.records);
+    let mut restarted = Driver::new(config.clone());
+    restarted.broker.restore_from(restarted.now, recovered);
     assert_eq!(restarted.publish_local("a", "three"), Seq(3));
     let client = restarted.connect_extended(3, true);
     restarted.subscribe(client, 1, ">", Some(1));
     assert_eq!(seqs(&restarted.deliveries(client)), vec![1, 2, 3]);
+
+    // Everything ages out and the driver compacts: numbering still continues after a restart.
+    restarted.advance(Duration::from_secs(2 * 24 * 60 * 60));
+    assert_eq!(restarted.stats().retained_events, 0);
+    let compacted = log::recover(&restarted.broker.snapshot_log()).unwrap();
+    assert!(compacted.records.is_empty());
+    let mut again = Driver::new(config);
+    again.broker.restore_from(again.now, compacted);
+    assert_eq!(again.stats().head, Seq(3));
+    assert_eq!(again.publish_local("a", "four"), Seq(4));
+}
+
+#[test]
+fn a_reused_client_id_is_not_sent_its_predecessors_acks() {
+    let config = BrokerConfig {
+        persistent: true,
+        ..BrokerConfig::default()
+    };
+    let mut driver = Driver::new(config);
+    driver.auto_persist = false;
+    let client = driver.connect_extended(5, true);
+    driver.publish(client, "a", "1");
+    driver.broker.handle_disconnect(driver.now, client);
+    driver.take(client);
+
+    let again = driver.connect_extended(5, true);
+    driver.take(again);
+    driver.broker.handle_persisted(driver.now, Seq(1));
+    driver.drain();
+    assert!(driver.take(again).is_empty());
 }
 
 #[test]

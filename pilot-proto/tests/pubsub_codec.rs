@@ -1,6 +1,7 @@
 //! The extended protocol's control messages: byte vectors, round trips and untrusted input.
 
 use bytes::Bytes;
+use pilot_proto::pubsub::client::ClientSession;
 use pilot_proto::pubsub::codec::{
     ClientMessage, Delivery, ErrorCode, Frame, FrameReader, GapNotice, GapReason, ServerMessage,
     SubscribeRequest,
@@ -149,6 +150,22 @@ proptest! {
         let frame = Frame { topic: Bytes::from(topic), payload: Bytes::from(payload) };
         let _ = ClientMessage::decode(&frame);
         let _ = ServerMessage::decode(&frame);
+    }
+
+    #[test]
+    fn client_session_survives_any_bytes(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8),
+    ) {
+        let mut session = ClientSession::new();
+        let (id, _) = session.subscribe(TopicFilter::parse("a").unwrap(), Default::default());
+        for chunk in &chunks {
+            if session.handle_bytes(chunk).is_err() {
+                break;
+            }
+            while session.poll_message().is_some() {}
+        }
+        let _ = session.last_seen(id);
+        prop_assert_eq!(session.resume().len(), 2);
     }
 
     #[test]

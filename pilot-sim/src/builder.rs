@@ -14,7 +14,7 @@ use crate::link::{Link, LinkConfig};
 use crate::machine::{HostContext, Machine, MachineFactory};
 use crate::nat::{NatBox, NatConfig};
 use crate::pcap::Capture;
-use crate::queue::EventQueue;
+use crate::queue::{EventQueue, nanos};
 use crate::seed::{SimRng, derive_seed, seed_from_env};
 use crate::sim::{Attach, Classifier, Event, HostState, NatState, Network, Sim};
 use crate::stream::Streams;
@@ -271,80 +271,33 @@ impl SimBuilder {
     /// # Errors
     ///
     /// Returns a [`BuildError`] for duplicate addresses or unknown networks.
-    pub fn build(self) -> Result<Sim, BuildError> {
+    pub fn build(mut self) -> Result<Sim, BuildError> {
         let epoch = Instant::now();
-        let mut nets: Vec<Network> = std::iter::once(None)
-            .chain((0..self.nats.len()).map(Some))
-            .map(|nat| Network {
-                nat,
-                addrs: BTreeMap::new(),
-            })
-            .collect();
-        let mut next_addr = vec![10u32; nets.len()];
-
-        let mut nats = Vec::with_capacity(self.nats.len());
-        for (index, spec) in self.nats.into_iter().enumerate() {
-            let parent = spec.parent.0;
-            // A NAT may only sit on the internet or on an earlier NAT's inside (no cycles).
-            if parent > index {
-                return Err(BuildError::UnknownNetwork(parent));
-            }
-            let ip = spec
-                .public_ip
-                .unwrap_or_else(|| auto_addr(parent, &mut next_addr[parent]));
-            claim(&mut nets[parent].addrs, ip, Attach::Nat(index), parent)?;
-            let link = spec.link.unwrap_or(self.default_link);
-            let rng = |label: &str| SimRng::new(self.seed, label, index as u64);
-            nats.push(NatState {
-                name: spec.name,
-                outside_net: parent,
-                nat: NatBox::with_rng(spec.config, ip, rng("nat")),
-                up: Link::new(link, rng("nat-up")),
-                down: Link::new(link, rng("nat-down")),
-                capture: self.capture.then(Capture::default),
-            });
-        }
+        let mut addressing = Addressing::new(self.nats.len());
+        let nat_specs = std::mem::take(&mut self.nats);
+        let nats = nat_specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, spec)| self.nat_state(index, spec, &mut addressing))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let mut queue = EventQueue::new();
-        let mut hosts = Vec::with_capacity(self.hosts.len());
-        for (index, spec) in self.hosts.into_iter().enumerate() {
-            let net = spec.net.0;
-            if net >= nets.len() {
-                return Err(BuildError::UnknownNetwork(net));
-            }
-            let addr = spec
-                .addr
-                .unwrap_or_else(|| auto_addr(net, &mut next_addr[net]));
-            claim(&mut nets[net].addrs, addr, Attach::Host(index), net)?;
-            let rng = |label: &str| SimRng::new(self.seed, label, index as u64);
-            queue.push(epoch + spec.start_after, Event::Start { host: index });
-            hosts.push(HostState {
-                name: spec.name,
-                net,
-                addr,
-                udp_ports: spec.udp_ports,
-                listen_ports: spec.listen_ports,
-                machine: None,
-                factory: spec.factory,
-                boot: 0,
-                started: false,
-                seed: derive_seed(self.seed, "host", index as u64),
-                timer: None,
-                timer_generation: 0,
-                up: Link::new(spec.up.unwrap_or(self.default_link), rng("host-up")),
-                down: Link::new(spec.down.unwrap_or(self.default_link), rng("host-down")),
-                capture: self.capture.then(Capture::default),
-            });
+        let host_specs = std::mem::take(&mut self.hosts);
+        let mut hosts = Vec::with_capacity(host_specs.len());
+        for (index, spec) in host_specs.into_iter().enumerate() {
+            queue.push(nanos(spec.start_after), Event::Start { host: index });
+            hosts.push(self.host_state(index, spec, &mut addressing)?);
         }
 
         Ok(Sim {
             epoch,
             now: epoch,
+            now_ns: 0,
             seed: self.seed,
             queue,
             hosts,
             nats,
-            nets,
+            nets: addressing.nets,
             blocked: Default::default(),
             isolated: Default::default(),
             holds: Default::default(),
@@ -359,6 +312,94 @@ impl SimBuilder {
             streams: Streams::default(),
             event_budget: self.event_budget,
         })
+    }
+
+    fn nat_state(
+        &self,
+        index: usize,
+        spec: NatSpec,
+        addressing: &mut Addressing,
+    ) -> Result<NatState, BuildError> {
+        let parent = spec.parent.0;
+        // A NAT may only sit on the internet or on an earlier NAT's inside (no cycles).
+        if parent > index {
+            return Err(BuildError::UnknownNetwork(parent));
+        }
+        let ip = addressing.assign(parent, spec.public_ip, Attach::Nat(index))?;
+        let link = spec.link.unwrap_or(self.default_link);
+        let rng = |label: &str| SimRng::new(self.seed, label, index as u64);
+        Ok(NatState {
+            name: spec.name,
+            outside_net: parent,
+            nat: NatBox::with_rng(spec.config, ip, rng("nat")),
+            up: Link::new(link, rng("nat-up")),
+            down: Link::new(link, rng("nat-down")),
+            capture: self.capture.then(Capture::default),
+        })
+    }
+
+    fn host_state(
+        &self,
+        index: usize,
+        spec: HostSpec,
+        addressing: &mut Addressing,
+    ) -> Result<HostState, BuildError> {
+        let net = spec.net.0;
+        let addr = addressing.assign(net, spec.addr, Attach::Host(index))?;
+        let rng = |label: &str| SimRng::new(self.seed, label, index as u64);
+        Ok(HostState {
+            name: spec.name,
+            net,
+            addr,
+            udp_ports: spec.udp_ports,
+            listen_ports: spec.listen_ports,
+            machine: None,
+            factory: spec.factory,
+            boot: 0,
+            seed: derive_seed(self.seed, "host", index as u64),
+            timer: None,
+            timer_generation: 0,
+            up: Link::new(spec.up.unwrap_or(self.default_link), rng("host-up")),
+            down: Link::new(spec.down.unwrap_or(self.default_link), rng("host-down")),
+            capture: self.capture.then(Capture::default),
+        })
+    }
+}
+
+/// The networks being built and the next automatic address on each.
+struct Addressing {
+    nets: Vec<Network>,
+    next: Vec<u32>,
+}
+
+impl Addressing {
+    fn new(nat_count: usize) -> Self {
+        let nets: Vec<Network> = std::iter::once(None)
+            .chain((0..nat_count).map(Some))
+            .map(|nat| Network {
+                nat,
+                addrs: BTreeMap::new(),
+            })
+            .collect();
+        let next = vec![10; nets.len()];
+        Self { nets, next }
+    }
+
+    /// Claims `explicit` (or the next automatic address) on `net` for `attach`.
+    fn assign(
+        &mut self,
+        net: usize,
+        explicit: Option<Ipv4Addr>,
+        attach: Attach,
+    ) -> Result<Ipv4Addr, BuildError> {
+        let Some(network) = self.nets.get_mut(net) else {
+            return Err(BuildError::UnknownNetwork(net));
+        };
+        let addr = explicit.unwrap_or_else(|| auto_addr(net, &mut self.next[net]));
+        if network.addrs.insert(addr, attach).is_some() {
+            return Err(BuildError::DuplicateAddress { addr, net });
+        }
+        Ok(addr)
     }
 }
 
@@ -382,16 +423,4 @@ fn auto_addr(net: usize, next: &mut u32) -> Ipv4Addr {
     let addr = Ipv4Addr::from(base + *next);
     *next += 1;
     addr
-}
-
-fn claim(
-    addrs: &mut BTreeMap<Ipv4Addr, Attach>,
-    addr: Ipv4Addr,
-    attach: Attach,
-    net: usize,
-) -> Result<(), BuildError> {
-    if addrs.insert(addr, attach).is_some() {
-        return Err(BuildError::DuplicateAddress { addr, net });
-    }
-    Ok(())
 }

@@ -9,7 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::PathBuf;
 
-use crate::seed::{SEED_ENV, fnv1a, seed_from_env};
+use crate::seed::{SEED_ENV, derive_seed, fnv1a, seed_from_env};
 use crate::sim::Sim;
 
 /// A named, seeded simulation test.
@@ -68,6 +68,31 @@ impl Scenario {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&mut sim))) {
             self.report(Some(&sim));
             resume_unwind(panic);
+        }
+    }
+
+    /// Runs the scenario once per seed for `count` seeds derived from the scenario's seed, or
+    /// only for `PILOT_SIM_SEED` when it is set (so the printed rerun command reruns exactly
+    /// the failing seed). Stops at the first failure, reporting it like [`Scenario::run`].
+    pub fn run_many<B, C>(&self, count: u64, build: B, check: C)
+    where
+        B: Fn(u64) -> Sim,
+        C: Fn(&mut Sim),
+    {
+        if std::env::var_os(SEED_ENV).is_some() {
+            return self.run(&build, &check);
+        }
+        for index in 0..count {
+            let seed = u64::from_le_bytes(
+                derive_seed(self.seed, "sweep", index)[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
+            let single = Self {
+                seed,
+                ..self.clone()
+            };
+            single.run(&build, &check);
         }
     }
 

@@ -9,7 +9,7 @@
 //! kinds are all scheduled on the same virtual clock.
 //!
 //! Everything random derives from one master seed, and event ties break by insertion order, so
-//! one seed always gives the same run; the [trace](trace) hashes every event so that this is
+//! one seed always gives the same run; the [trace] hashes every event so that this is
 //! checked. A failing [`Scenario`] prints its seed and the command that reruns it, and writes
 //! pcap files of every host and NAT. See `docs/design/simulator.md` for the model.
 //!
@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod control;
 pub mod fault;
 mod harness;
 pub mod link;
@@ -46,6 +47,7 @@ mod net;
 mod packet;
 pub mod pcap;
 mod queue;
+mod report;
 pub mod seed;
 mod sim;
 mod stream;
@@ -62,7 +64,7 @@ pub use nat::{Filtering, Mapping, NatBox, NatConfig, NatDrop, PortAllocation};
 pub use packet::HEADER_LEN;
 pub use seed::{SEED_ENV, seed_from_env};
 pub use sim::{Iface, SeedChoice, Sim, SimError, Stats};
-pub use trace::{DropReason, TraceKind, TraceRecord};
+pub use trace::{DropReason, Place, TraceKind, TraceRecord};
 
 /// Identifies a host in a simulation (its index in creation order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

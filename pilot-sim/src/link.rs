@@ -10,7 +10,9 @@
 //! - Limitation: jitter is drawn uniformly in `[0, jitter]` per packet, like netem without a
 //!   correlation knob; bursty loss (Gilbert-Elliott) is not modelled.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::queue::nanos;
 
 use crate::seed::SimRng;
 
@@ -123,18 +125,15 @@ pub(crate) enum LinkVerdict {
     TooBig,
     /// The transmit queue was full.
     QueueFull,
-    /// Arrives at `first`, and a duplicate at `second` if set.
-    Arrives {
-        first: Instant,
-        second: Option<Instant>,
-    },
+    /// Arrives at `first`, and a duplicate at `second` if set (nanoseconds since the epoch).
+    Arrives { first: u64, second: Option<u64> },
 }
 
 /// One direction of a link: its configuration, queue state and random stream.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub(crate) config: LinkConfig,
-    busy_until: Option<Instant>,
+    busy_until: u64,
     rng: SimRng,
 }
 
@@ -143,13 +142,14 @@ impl Link {
     pub(crate) fn new(config: LinkConfig, rng: SimRng) -> Self {
         Self {
             config,
-            busy_until: None,
+            busy_until: 0,
             rng,
         }
     }
 
-    /// Decides the fate of a packet of `len` bytes entering the link at `now`.
-    pub(crate) fn transmit(&mut self, now: Instant, len: usize) -> LinkVerdict {
+    /// Decides the fate of a packet of `len` bytes entering the link at `now` (nanoseconds
+    /// since the epoch).
+    pub(crate) fn transmit(&mut self, now: u64, len: usize) -> LinkVerdict {
         let config = self.config;
         if len > config.mtu {
             return LinkVerdict::TooBig;
@@ -170,33 +170,34 @@ impl Link {
     }
 
     /// Puts the packet on the wire behind those already queued; `None` if the queue is full.
-    fn serialize(&mut self, now: Instant, len: usize) -> Option<Instant> {
+    fn serialize(&mut self, now: u64, len: usize) -> Option<u64> {
         let Some(bits_per_second) = self.config.bandwidth.filter(|bps| *bps > 0) else {
             return Some(now);
         };
-        let start = self.busy_until.map_or(now, |busy| busy.max(now));
-        let backlog = start.duration_since(now);
-        let queued_bytes = backlog.as_nanos() * u128::from(bits_per_second) / 8_000_000_000;
+        let start = self.busy_until.max(now);
+        let backlog = u128::from(start - now);
+        let queued_bytes = backlog * u128::from(bits_per_second) / 8_000_000_000;
         if queued_bytes > self.config.queue_bytes as u128 {
             return None;
         }
 
         let nanos = (len as u128 * 8 * 1_000_000_000).div_ceil(u128::from(bits_per_second));
-        let done = start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.busy_until = Some(done);
+        let done = start.saturating_add(u64::try_from(nanos).unwrap_or(u64::MAX));
+        self.busy_until = done;
         Some(done)
     }
 
-    /// The propagation delay of one copy: latency, jitter and a possible reordering hold.
-    fn flight_time(&mut self) -> Duration {
+    /// The propagation delay of one copy in nanoseconds: latency, jitter and a possible
+    /// reordering hold.
+    fn flight_time(&mut self) -> u64 {
         let config = self.config;
-        let mut delay = config.latency;
+        let mut delay = nanos(config.latency);
+        // Limitation: jitter is uniform and uncorrelated between packets.
         if !config.jitter.is_zero() {
-            let jitter_nanos = u64::try_from(config.jitter.as_nanos()).unwrap_or(u64::MAX);
-            delay += Duration::from_nanos(self.rng.below(jitter_nanos.saturating_add(1)));
+            delay += self.rng.below(nanos(config.jitter).saturating_add(1));
         }
         if self.rng.chance(config.reorder) {
-            delay += config.reorder_delay;
+            delay += nanos(config.reorder_delay);
         }
         delay
     }
@@ -215,20 +216,20 @@ mod tests {
         // 8 Mbit/s: 1000 bytes take exactly 1 ms.
         let mut link =
             link(LinkConfig::with_latency(Duration::from_millis(10)).bandwidth(8_000_000, 10_000));
-        let now = Instant::now();
+        let now = 5;
         let arrivals: Vec<_> = (0..3)
             .map(|_| match link.transmit(now, 1000) {
                 LinkVerdict::Arrives { first, .. } => first - now,
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(arrivals, [11, 12, 13].map(Duration::from_millis));
+        assert_eq!(arrivals, [11_000_000, 12_000_000, 13_000_000]);
     }
 
     #[test]
     fn full_queue_drops() {
         let mut link = link(LinkConfig::IDEAL.bandwidth(8_000, 1500));
-        let now = Instant::now();
+        let now = 0;
         let verdicts: Vec<_> = (0..4).map(|_| link.transmit(now, 1000)).collect();
         assert!(matches!(verdicts[0], LinkVerdict::Arrives { .. }));
         assert!(matches!(verdicts[1], LinkVerdict::Arrives { .. }));
@@ -238,6 +239,6 @@ mod tests {
     #[test]
     fn oversize_is_dropped() {
         let mut link = link(LinkConfig::IDEAL.mtu(576));
-        assert_eq!(link.transmit(Instant::now(), 577), LinkVerdict::TooBig);
+        assert_eq!(link.transmit(0, 577), LinkVerdict::TooBig);
     }
 }

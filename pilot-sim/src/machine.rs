@@ -18,6 +18,11 @@
 //!
 //! Each drain is bounded (see [`DRAIN_LIMIT`]) so that a machine that never returns `None`
 //! cannot hang a test.
+//!
+//! A `pilot-proto` state machine's `poll_event` output is the application's business: the
+//! wrapper implementing [`Machine`] drains it itself after each call (as the daemon's
+//! application layer does) and keeps whatever a test wants to inspect through
+//! [`crate::Sim::machine`].
 
 use std::any::Any;
 use std::fmt;
@@ -35,9 +40,10 @@ pub const DRAIN_LIMIT: usize = 100_000;
 /// A host's protocol state machine, driven by the simulator through sans-IO calls.
 ///
 /// Implementations wrap `pilot-proto` state machines. Everything the machine learns arrives
-/// through `handle_*` calls and everything it does leaves through `poll_*` calls; the order of
-/// calls is described in the [module docs](self). A machine must draw randomness only from the
-/// seed in its [`HostContext`] so that runs are reproducible.
+/// through `handle_*` calls and everything it does leaves through `poll_*` calls. After every
+/// input the simulator drains `poll_transmit`, then `poll_stream`, then re-arms the host's timer
+/// from `poll_timeout`, exactly as the tokio and mio drivers do. A machine must draw randomness
+/// only from the seed in its [`HostContext`] so that runs are reproducible.
 pub trait Machine: Any {
     /// Handles one UDP datagram that arrived on the socket bound at `local` (the host's own,
     /// possibly private, address) from `from` (the source as rewritten by any NATs on the way).

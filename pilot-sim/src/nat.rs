@@ -187,6 +187,7 @@ pub struct Outbound {
 #[derive(Debug, Clone)]
 pub struct NatBox {
     config: NatConfig,
+    // Limitation: a single public address; no pooling of several addresses (RFC 4787 REQ-2).
     public_ip: Ipv4Addr,
     by_internal: BTreeMap<MapKey, u16>,
     by_external: BTreeMap<u16, Entry>,
@@ -319,6 +320,12 @@ impl NatBox {
         self.by_external.clear();
     }
 
+    /// Replaces the behaviour (a NAT changing type); all mappings are lost.
+    pub fn set_config(&mut self, config: NatConfig) {
+        self.config = config;
+        self.reboot();
+    }
+
     /// Changes the public address; all mappings are lost.
     pub fn set_public_ip(&mut self, ip: Ipv4Addr) {
         self.public_ip = ip;
@@ -409,6 +416,7 @@ impl NatBox {
     }
 
     /// Returns true if `port` has no live mapping, removing an expired one.
+    // Limitation: an expired mapping's port is free at once (no RFC 6888 reuse quarantine).
     fn is_free(&mut self, now: Instant, port: u16) -> bool {
         let Some(entry) = self.by_external.get(&port) else {
             return true;

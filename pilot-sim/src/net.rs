@@ -5,9 +5,14 @@
 //! NAT that owns the network (out towards the parent network, or hairpinned back inside), or
 //! nothing (no route). Routers and NATs act at the instant the packet reaches them, so NAT state
 //! and timers are evaluated at the right virtual time. Every drop is traced with its reason.
+//!
+//! # Limitations
+//!
+//! - Limitation: datagrams are always sent from the host's first UDP port, because
+//!   `pilot_proto::Transmit` names no source; other bound ports only receive.
+//! - Limitation: IPv4 only; a transmit to an IPv6 address is dropped as `BadTransmit`.
 
 use std::net::{SocketAddr, SocketAddrV4};
-use std::time::Instant;
 
 use pilot_proto::Transmit;
 
@@ -15,9 +20,11 @@ use crate::fault::{FaultAction, PacketFacts, Stage};
 use crate::link::{Direction, LinkVerdict};
 use crate::nat::NatDrop;
 use crate::packet::{self, Endpoints};
+use crate::queue::nanos;
+use crate::sim::Iface;
 use crate::sim::{Attach, Event, Packet, Sim};
-use crate::trace::{DropReason, TraceKind};
-use crate::{HostId, NatId};
+use crate::trace::{DropReason, Place, TraceKind};
+use crate::{HostId, NatId, NetId};
 
 impl Sim {
     /// Turns a machine's transmit (payload in `payload[..transmit.len]`) into a packet on the
@@ -25,6 +32,7 @@ impl Sim {
     pub(crate) fn send_datagram(&mut self, host: usize, transmit: Transmit, payload: &[u8]) {
         self.stats.sent += 1;
         let state = &self.hosts[host];
+        // Limitation: the primary (first) port sends everything; `Transmit` has no source.
         let port = state.udp_ports.first().copied();
         let (Some(port), SocketAddr::V4(dst), Some(payload)) =
             (port, transmit.dst, payload.get(..transmit.len))
@@ -55,25 +63,38 @@ impl Sim {
             },
         );
         self.capture_host(host, &packet.bytes);
+        self.send_with_faults(host, packet, src, dst);
+    }
 
+    /// Applies send-stage fault rules, then puts the packet on the host's up-link.
+    fn send_with_faults(
+        &mut self,
+        host: usize,
+        packet: Packet,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    ) {
         let facts = PacketFacts {
             stage: Stage::Send,
-            class,
+            class: packet.class,
             from: HostId(host),
             to: None,
-            payload,
+            payload: packet::payload(&packet.bytes),
+        };
+        let up = |sim: &mut Self, packet, at| {
+            sim.transmit_link(Attach::Host(host), Direction::Up, packet, at)
         };
         match self.check_faults(&facts, src, dst) {
-            Some((rule, FaultAction::Drop)) => self.drop_packet(packet, DropReason::Fault(rule)),
-            Some((_, FaultAction::Delay(delay))) => {
-                self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now + delay)
+            Some((rule, FaultAction::Drop)) => {
+                self.drop_packet(packet, DropReason::Fault(rule), Place::Host(HostId(host)))
             }
+            Some((_, FaultAction::Delay(delay))) => up(self, packet, self.now_ns + nanos(delay)),
             Some((_, FaultAction::Duplicate)) => {
                 let copy = self.copy_packet(&packet);
-                self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now);
-                self.transmit_link(Attach::Host(host), Direction::Up, copy, self.now);
+                up(self, packet, self.now_ns);
+                up(self, copy, self.now_ns);
             }
-            None => self.transmit_link(Attach::Host(host), Direction::Up, packet, self.now),
+            None => up(self, packet, self.now_ns),
         }
     }
 
@@ -83,7 +104,7 @@ impl Sim {
         attach: Attach,
         direction: Direction,
         packet: Packet,
-        at: Instant,
+        at: u64,
     ) {
         let len = packet.bytes.len();
         let link = match (attach, direction) {
@@ -92,19 +113,82 @@ impl Sim {
             (Attach::Nat(nat), Direction::Up) => &mut self.nats[nat].up,
             (Attach::Nat(nat), Direction::Down) => &mut self.nats[nat].down,
         };
-        let (first, second) = match link.transmit(at, len) {
-            LinkVerdict::Arrives { first, second } => (first, second),
-            LinkVerdict::Lost => return self.drop_packet(packet, DropReason::Lost),
-            LinkVerdict::TooBig => return self.drop_packet(packet, DropReason::TooBig),
-            LinkVerdict::QueueFull => return self.drop_packet(packet, DropReason::QueueFull),
+        let reason = match link.transmit(at, len) {
+            LinkVerdict::Arrives { first, second } => {
+                return self.arrive_both(attach, direction, packet, first, second);
+            }
+            LinkVerdict::Lost => DropReason::Lost,
+            LinkVerdict::TooBig => DropReason::TooBig,
+            LinkVerdict::QueueFull => DropReason::QueueFull,
         };
+        // A packet entering the link later than now is dropped (and traced) at that time.
+        if at > self.now_ns {
+            let place = self.link_place(attach, direction);
+            self.queue.push(
+                at,
+                Event::Drop {
+                    packet,
+                    reason,
+                    place,
+                },
+            );
+        } else {
+            self.drop_packet(packet, reason, self.link_place(attach, direction));
+        }
+    }
+
+    fn arrive_both(
+        &mut self,
+        attach: Attach,
+        direction: Direction,
+        packet: Packet,
+        first: u64,
+        second: Option<u64>,
+    ) {
         if let Some(second) = second {
             let copy = self.copy_packet(&packet);
-            let event = self.arrival(attach, direction, copy);
-            self.queue.push(second, event);
+            self.arrive(attach, direction, copy, second);
+        }
+        self.arrive(attach, direction, packet, first);
+    }
+
+    /// Schedules a packet's arrival at the far end of a link at `at`.
+    ///
+    /// A packet going up to a router that will hand it straight to a down-link without a queue
+    /// (same network, no bandwidth limit) is put on that down-link now, entering it at `at`: the
+    /// outcome is the same and it saves an event per hop. Packets that meet a NAT or a
+    /// bandwidth-limited link are routed when they arrive.
+    fn arrive(&mut self, attach: Attach, direction: Direction, packet: Packet, at: u64) {
+        if direction == Direction::Up {
+            let net = match attach {
+                Attach::Host(host) => self.hosts[host].net,
+                Attach::Nat(nat) => self.nats[nat].outside_net,
+            };
+            let next = packet::endpoints(&packet.bytes)
+                .and_then(|ends| self.nets[net].addrs.get(ends.dst.ip()).copied())
+                .filter(|next| self.down_link(*next).config.bandwidth.is_none());
+            if let Some(next) = next {
+                return self.transmit_link(next, Direction::Down, packet, at);
+            }
         }
         let event = self.arrival(attach, direction, packet);
-        self.queue.push(first, event);
+        self.queue.push(at, event);
+    }
+
+    /// Names the link an attachment's packet crosses in `direction`.
+    fn link_place(&self, attach: Attach, direction: Direction) -> Place {
+        let iface = match attach {
+            Attach::Host(host) => Iface::Host(HostId(host)),
+            Attach::Nat(nat) => Iface::Nat(NatId(nat)),
+        };
+        Place::Link(iface, direction)
+    }
+
+    fn down_link(&self, attach: Attach) -> &crate::link::Link {
+        match attach {
+            Attach::Host(host) => &self.hosts[host].down,
+            Attach::Nat(nat) => &self.nats[nat].down,
+        }
     }
 
     /// The event for a packet reaching the far end of a link.
@@ -130,19 +214,21 @@ impl Sim {
     /// A packet reached the router of network `net`.
     pub(crate) fn on_route(&mut self, net: usize, mut packet: Packet) {
         let Some(ends) = packet::endpoints(&packet.bytes) else {
-            return self.drop_packet(packet, DropReason::Malformed);
+            return self.drop_packet(packet, DropReason::Malformed, Place::Router(NetId(net)));
         };
         if let Some(&attach) = self.nets[net].addrs.get(ends.dst.ip()) {
-            return self.transmit_link(attach, Direction::Down, packet, self.now);
+            return self.transmit_link(attach, Direction::Down, packet, self.now_ns);
         }
         let Some(nat) = self.nets[net].nat else {
-            return self.drop_packet(packet, DropReason::NoRoute);
+            return self.drop_packet(packet, DropReason::NoRoute, Place::Router(NetId(net)));
         };
 
         // Leaving the private network: the NAT maps the source (or loops the packet back).
         let outbound = match self.nats[nat].nat.outbound(self.now, ends.src, ends.dst) {
             Ok(outbound) => outbound,
-            Err(why) => return self.drop_packet(packet, DropReason::Nat(why)),
+            Err(why) => {
+                return self.drop_packet(packet, DropReason::Nat(why), Place::Nat(NatId(nat)));
+            }
         };
         if outbound.created {
             let kind = TraceKind::Mapped {
@@ -158,7 +244,7 @@ impl Sim {
         }
         packet::rewrite_src(&mut packet.bytes, outbound.external);
         self.capture_nat(nat, &packet.bytes);
-        self.transmit_link(Attach::Nat(nat), Direction::Up, packet, self.now);
+        self.transmit_link(Attach::Nat(nat), Direction::Up, packet, self.now_ns);
     }
 
     /// A packet from inside a NAT to the NAT's own public address.
@@ -171,27 +257,33 @@ impl Sim {
         ends: Endpoints,
     ) {
         if !self.nats[nat].nat.config().hairpinning {
-            return self.drop_packet(packet, DropReason::Nat(NatDrop::NoHairpin));
+            return self.drop_packet(
+                packet,
+                DropReason::Nat(NatDrop::NoHairpin),
+                Place::Nat(NatId(nat)),
+            );
         }
         let internal = match self.nats[nat]
             .nat
             .inbound(self.now, ends.dst.port(), external_src)
         {
             Ok(internal) => internal,
-            Err(why) => return self.drop_packet(packet, DropReason::Nat(why)),
+            Err(why) => {
+                return self.drop_packet(packet, DropReason::Nat(why), Place::Nat(NatId(nat)));
+            }
         };
         packet::rewrite_src(&mut packet.bytes, external_src);
         packet::rewrite_dst(&mut packet.bytes, internal);
         match self.nets[net].addrs.get(internal.ip()).copied() {
-            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now),
-            None => self.drop_packet(packet, DropReason::NoRoute),
+            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now_ns),
+            None => self.drop_packet(packet, DropReason::NoRoute, Place::Router(NetId(net))),
         }
     }
 
     /// A packet reached a NAT's public side from its parent network.
     pub(crate) fn on_nat_inbound(&mut self, nat: usize, mut packet: Packet) {
         let Some(ends) = packet::endpoints(&packet.bytes) else {
-            return self.drop_packet(packet, DropReason::Malformed);
+            return self.drop_packet(packet, DropReason::Malformed, Place::Nat(NatId(nat)));
         };
         self.capture_nat(nat, &packet.bytes);
         let internal = match self.nats[nat]
@@ -199,13 +291,19 @@ impl Sim {
             .inbound(self.now, ends.dst.port(), ends.src)
         {
             Ok(internal) => internal,
-            Err(why) => return self.drop_packet(packet, DropReason::Nat(why)),
+            Err(why) => {
+                return self.drop_packet(packet, DropReason::Nat(why), Place::Nat(NatId(nat)));
+            }
         };
         packet::rewrite_dst(&mut packet.bytes, internal);
         let inside = NatId(nat).inside().0;
         match self.nets[inside].addrs.get(internal.ip()).copied() {
-            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now),
-            None => self.drop_packet(packet, DropReason::NoRoute),
+            Some(attach) => self.transmit_link(attach, Direction::Down, packet, self.now_ns),
+            None => self.drop_packet(
+                packet,
+                DropReason::NoRoute,
+                Place::Router(NatId(nat).inside()),
+            ),
         }
     }
 
@@ -213,10 +311,10 @@ impl Sim {
     /// then the machine gets it.
     pub(crate) fn on_deliver(&mut self, host: usize, packet: Packet, faults_checked: bool) {
         if self.hosts[host].machine.is_none() {
-            return self.drop_packet(packet, DropReason::HostDown);
+            return self.drop_packet(packet, DropReason::HostDown, Place::Host(HostId(host)));
         }
         if self.is_blocked(packet.origin, host) {
-            return self.drop_packet(packet, DropReason::Partitioned);
+            return self.drop_packet(packet, DropReason::Partitioned, Place::Host(HostId(host)));
         }
         if self.holds.contains(&(packet.origin, host)) {
             self.held.push((host, packet));
@@ -248,7 +346,7 @@ impl Sim {
         match self.check_faults(&facts, ends.src, ends.dst) {
             None => Some(packet),
             Some((rule, FaultAction::Drop)) => {
-                self.drop_packet(packet, DropReason::Fault(rule));
+                self.drop_packet(packet, DropReason::Fault(rule), Place::Host(HostId(host)));
                 None
             }
             Some((_, FaultAction::Delay(delay))) => {
@@ -257,13 +355,13 @@ impl Sim {
                     packet,
                     faults_checked: true,
                 };
-                self.queue.push(self.now + delay, event);
+                self.queue.push(self.now_ns + nanos(delay), event);
                 None
             }
             Some((_, FaultAction::Duplicate)) => {
                 let copy = self.copy_packet(&packet);
                 self.queue.push(
-                    self.now,
+                    self.now_ns,
                     Event::Deliver {
                         host,
                         packet: copy,
@@ -277,14 +375,14 @@ impl Sim {
 
     fn hand_to_machine(&mut self, host: usize, packet: Packet) {
         let Some((ends, payload)) = packet::parse(&packet.bytes) else {
-            return self.drop_packet(packet, DropReason::Malformed);
+            return self.drop_packet(packet, DropReason::Malformed, Place::Host(HostId(host)));
         };
         let state = &self.hosts[host];
         if *ends.dst.ip() != state.addr {
-            return self.drop_packet(packet, DropReason::NoRoute);
+            return self.drop_packet(packet, DropReason::NoRoute, Place::Host(HostId(host)));
         }
         if !state.udp_ports.contains(&ends.dst.port()) {
-            return self.drop_packet(packet, DropReason::NoSocket);
+            return self.drop_packet(packet, DropReason::NoSocket, Place::Host(HostId(host)));
         }
 
         self.stats.delivered += 1;
@@ -337,7 +435,7 @@ impl Sim {
         Some((rule, action))
     }
 
-    pub(crate) fn drop_packet(&mut self, packet: Packet, reason: DropReason) {
+    pub(crate) fn drop_packet(&mut self, packet: Packet, reason: DropReason, place: Place) {
         self.count_drop(reason);
         let unknown = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
         let ends = packet::endpoints(&packet.bytes).unwrap_or(Endpoints {
@@ -349,6 +447,7 @@ impl Sim {
             packet.class,
             TraceKind::Dropped {
                 reason,
+                place,
                 src: ends.src,
                 dst: ends.dst,
                 len,
@@ -379,14 +478,14 @@ impl Sim {
     }
 
     fn capture_host(&mut self, host: usize, bytes: &[u8]) {
-        let at = self.now - self.epoch;
+        let at = std::time::Duration::from_nanos(self.now_ns);
         if let Some(capture) = &mut self.hosts[host].capture {
             capture.push(at, bytes);
         }
     }
 
     fn capture_nat(&mut self, nat: usize, bytes: &[u8]) {
-        let at = self.now - self.epoch;
+        let at = std::time::Duration::from_nanos(self.now_ns);
         if let Some(capture) = &mut self.nats[nat].capture {
             capture.push(at, bytes);
         }

@@ -4,12 +4,19 @@
 //! public side) with their virtual timestamps, and writes them out on demand. The link type is
 //! `LINKTYPE_RAW` (101): each record is a bare IPv4 packet. Timestamps are nanoseconds since the
 //! simulation epoch, offset by [`PCAP_TIME_BASE`] so that tools show a plausible date.
+//!
+//! A capture keeps the most recent [`CAPTURE_LIMIT`] packets, so that a long run cannot exhaust
+//! memory; the failure at the end of a run is what a reader needs.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::time::Duration;
 
 /// Seconds added to every timestamp (2026-01-01T00:00:00Z).
 pub const PCAP_TIME_BASE: u64 = 1_767_225_600;
+
+/// The most packets one capture point keeps; older ones are discarded first.
+pub const CAPTURE_LIMIT: usize = 200_000;
 
 /// The magic number of a nanosecond-resolution pcap file.
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
@@ -23,18 +30,28 @@ const SNAPLEN: u32 = 65_535;
 /// The packets seen at one capture point.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
-    packets: Vec<(Duration, Vec<u8>)>,
+    packets: VecDeque<(Duration, Vec<u8>)>,
+    discarded: u64,
 }
 
 impl Capture {
     /// Adds one packet seen at `at` (virtual time since the epoch).
     pub(crate) fn push(&mut self, at: Duration, bytes: &[u8]) {
-        self.packets.push((at, bytes.to_vec()));
+        if self.packets.len() >= CAPTURE_LIMIT {
+            self.packets.pop_front();
+            self.discarded += 1;
+        }
+        self.packets.push_back((at, bytes.to_vec()));
     }
 
-    /// Returns the captured packets with their timestamps.
-    pub fn packets(&self) -> &[(Duration, Vec<u8>)] {
-        &self.packets
+    /// Returns the captured packets with their timestamps, oldest first.
+    pub fn packets(&self) -> impl Iterator<Item = &(Duration, Vec<u8>)> {
+        self.packets.iter()
+    }
+
+    /// Returns how many early packets were discarded to stay within [`CAPTURE_LIMIT`].
+    pub fn discarded(&self) -> u64 {
+        self.discarded
     }
 
     /// Writes the capture as a pcap file.

@@ -1,25 +1,23 @@
-//! The simulation: its state, the run loop, host driving, and the scenario controls
-//! (partitions, holds, crashes, NAT changes, fault rules).
+//! The simulation: its state, the run loop and host driving.
 //!
-//! The packet path lives in `net.rs` and the reliable streams in `stream.rs`; this module owns
-//! the event loop that dispatches to them and the public API a test uses to steer a run.
+//! The packet path lives in `net.rs`, the reliable streams in `stream.rs`, the scenario
+//! controls (partitions, crashes, NAT changes, faults) in `control.rs` and the timeline and
+//! pcap output in `report.rs`; this module owns the event loop that dispatches to them.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::fault::FaultRule;
-use crate::link::{Direction, Link, LinkConfig};
+use crate::link::Link;
 use crate::machine::{DRAIN_LIMIT, HostContext, Machine, MachineFactory};
 use crate::nat::NatBox;
 use crate::pcap::Capture;
-use crate::queue::{EventQueue, format_elapsed};
-use crate::seed::{SimRng, derive_seed};
+use crate::queue::{EventQueue, nanos};
+use crate::seed::SimRng;
 use crate::stream::{StreamDelivery, Streams};
-use crate::trace::{DropReason, Trace, TraceKind};
+use crate::trace::{DropReason, Place, Trace, TraceKind};
 use crate::{HostId, NatId};
 
 /// A network interface with a link: a host's, or a NAT's public side.
@@ -105,6 +103,11 @@ pub(crate) enum Event {
         packet: Packet,
         faults_checked: bool,
     },
+    Drop {
+        packet: Packet,
+        reason: DropReason,
+        place: Place,
+    },
     Timer {
         host: usize,
         generation: u64,
@@ -126,7 +129,6 @@ pub(crate) struct HostState {
     pub(crate) machine: Option<Box<dyn Machine>>,
     pub(crate) factory: MachineFactory,
     pub(crate) boot: u32,
-    pub(crate) started: bool,
     pub(crate) seed: [u8; 32],
     pub(crate) timer: Option<Instant>,
     pub(crate) timer_generation: u64,
@@ -164,6 +166,8 @@ pub(crate) type Classifier = Box<dyn Fn(&[u8]) -> Option<&'static str>>;
 pub struct Sim {
     pub(crate) epoch: Instant,
     pub(crate) now: Instant,
+    /// `now` as nanoseconds since the epoch, the queue's time unit.
+    pub(crate) now_ns: u64,
     pub(crate) seed: u64,
     pub(crate) queue: EventQueue<Event>,
     pub(crate) hosts: Vec<HostState>,
@@ -191,10 +195,11 @@ impl Sim {
     ///
     /// Returns [`SimError::EventBudgetExhausted`] if the run exceeds the event budget.
     pub fn run_until(&mut self, deadline: Instant) -> Result<(), SimError> {
-        while self.queue.peek_time().is_some_and(|at| at <= deadline) {
+        let deadline_ns = self.to_ns(deadline);
+        while self.queue.peek_time().is_some_and(|at| at <= deadline_ns) {
             self.step()?;
         }
-        self.now = self.now.max(deadline);
+        self.advance_to(deadline_ns);
         Ok(())
     }
 
@@ -221,13 +226,14 @@ impl Sim {
         if done(self) {
             return Ok(true);
         }
-        while self.queue.peek_time().is_some_and(|at| at <= deadline) {
+        let deadline_ns = self.to_ns(deadline);
+        while self.queue.peek_time().is_some_and(|at| at <= deadline_ns) {
             self.step()?;
             if done(self) {
                 return Ok(true);
             }
         }
-        self.now = self.now.max(deadline);
+        self.advance_to(deadline_ns);
         Ok(false)
     }
 
@@ -245,15 +251,14 @@ impl Sim {
             let (budget, at) = (self.event_budget, self.elapsed());
             return Err(SimError::EventBudgetExhausted { budget, at });
         }
-        self.now = self.now.max(at);
+        self.advance_to(at);
         self.dispatch(event);
         Ok(true)
     }
 
     /// Schedules `action` to run on the simulation at `at` (or now, if `at` has passed).
     pub fn schedule(&mut self, at: Instant, action: impl FnOnce(&mut Sim) + 'static) {
-        self.queue
-            .push(at.max(self.now), Event::Action(Box::new(action)));
+        self.push_event(at, Event::Action(Box::new(action)));
     }
 
     /// Returns the current virtual time.
@@ -268,7 +273,7 @@ impl Sim {
 
     /// Returns the virtual time elapsed since the epoch.
     pub fn elapsed(&self) -> Duration {
-        self.now - self.epoch
+        Duration::from_nanos(self.now_ns)
     }
 
     /// Returns the master seed.
@@ -337,316 +342,32 @@ impl Sim {
         self.nats.get(nat.0).map(|state| &state.nat)
     }
 
-    /// Crashes a host: its machine is dropped with all its state, its timer and streams die,
-    /// and packets reaching it are dropped until it restarts.
-    pub fn crash(&mut self, host: HostId) {
-        let Some(state) = self.hosts.get_mut(host.0) else {
-            return;
-        };
-        if state.machine.take().is_none() {
-            return;
-        }
-        state.timer = None;
-        state.timer_generation += 1;
-        self.record(None, TraceKind::Crashed { host });
-        self.streams_crash(host.0);
-    }
-
-    /// Restarts a host with a fresh machine from its factory (crashing it first if running).
-    pub fn restart(&mut self, host: HostId, seed: SeedChoice) {
-        self.crash(host);
-        let master = self.seed;
-        let Some(state) = self.hosts.get_mut(host.0) else {
-            return;
-        };
-        state.boot += 1;
-        if seed == SeedChoice::Fresh {
-            let index = ((host.0 as u64) << 32) | u64::from(state.boot);
-            state.seed = derive_seed(master, "host-restart", index);
-        }
-        self.start_host(host.0);
-    }
-
-    /// Cuts both directions between two hosts from now on.
-    pub fn partition(&mut self, a: HostId, b: HostId) {
-        self.partition_oneway(a, b);
-        self.partition_oneway(b, a);
-    }
-
-    /// Cuts packets and streams from `from` to `to` (the other direction keeps working).
-    pub fn partition_oneway(&mut self, from: HostId, to: HostId) {
-        self.blocked.insert((from.0, to.0));
-        self.note(format!(
-            "partition {} -> {}",
-            self.host_name(from),
-            self.host_name(to)
-        ));
-    }
-
-    /// Cuts a host off from every other host, both ways.
-    pub fn isolate(&mut self, host: HostId) {
-        self.isolated.insert(host.0);
-        self.note(format!("isolate {}", self.host_name(host)));
-    }
-
-    /// Heals the partitions between two hosts (both directions) and any isolation of either.
-    pub fn heal(&mut self, a: HostId, b: HostId) {
-        self.blocked.remove(&(a.0, b.0));
-        self.blocked.remove(&(b.0, a.0));
-        self.isolated.remove(&a.0);
-        self.isolated.remove(&b.0);
-        self.note(format!(
-            "heal {} <-> {}",
-            self.host_name(a),
-            self.host_name(b)
-        ));
-    }
-
-    /// Heals every partition and isolation.
-    pub fn heal_all(&mut self) {
-        self.blocked.clear();
-        self.isolated.clear();
-        self.note("heal all".to_owned());
-    }
-
-    /// Holds packets from `from` to `to` at delivery until [`Sim::release`].
-    pub fn hold(&mut self, from: HostId, to: HostId) {
-        self.holds.insert((from.0, to.0));
-        self.note(format!(
-            "hold {} -> {}",
-            self.host_name(from),
-            self.host_name(to)
-        ));
-    }
-
-    /// Ends a hold and delivers every held packet at once, in the order they were held
-    /// (delivery-stage fault rules are skipped for them).
-    pub fn release(&mut self, from: HostId, to: HostId) {
-        self.holds.remove(&(from.0, to.0));
-        self.note(format!(
-            "release {} -> {}",
-            self.host_name(from),
-            self.host_name(to)
-        ));
-        let (released, kept) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|(host, packet)| (packet.origin, *host) == (from.0, to.0));
-        self.held = kept;
-        // Delivered at once, before anything else due now, so the held order is kept.
-        for (host, packet) in released {
-            self.on_deliver(host, packet, true);
-        }
-    }
-
-    /// Replaces the configuration of one direction of an interface's link.
-    pub fn set_link(&mut self, iface: Iface, direction: Direction, config: LinkConfig) {
-        let link = match (iface, direction) {
-            (Iface::Host(host), Direction::Up) => self.hosts.get_mut(host.0).map(|h| &mut h.up),
-            (Iface::Host(host), Direction::Down) => self.hosts.get_mut(host.0).map(|h| &mut h.down),
-            (Iface::Nat(nat), Direction::Up) => self.nats.get_mut(nat.0).map(|n| &mut n.up),
-            (Iface::Nat(nat), Direction::Down) => self.nats.get_mut(nat.0).map(|n| &mut n.down),
-        };
-        if let Some(link) = link {
-            link.config = config;
-        }
-    }
-
-    /// Reboots a NAT: every mapping is lost.
-    pub fn reboot_nat(&mut self, nat: NatId) {
-        if let Some(state) = self.nats.get_mut(nat.0) {
-            state.nat.reboot();
-            let name = state.name.clone();
-            self.note(format!("nat {name} rebooted"));
-        }
-    }
-
-    /// Gives a NAT a new public address (as after a DHCP renewal); every mapping is lost.
-    pub fn set_nat_public_ip(&mut self, nat: NatId, ip: Ipv4Addr) {
-        let Some(state) = self.nats.get_mut(nat.0) else {
-            return;
-        };
-        let old = state.nat.public_ip();
-        state.nat.set_public_ip(ip);
-        let addrs = &mut self.nets[state.outside_net].addrs;
-        addrs.remove(&old);
-        addrs.insert(ip, Attach::Nat(nat.0));
-        let name = state.name.clone();
-        self.note(format!("nat {name} public address {old} -> {ip}"));
-    }
-
-    /// Gives a host a new address in its network (a public host whose address changes).
-    pub fn set_host_ip(&mut self, host: HostId, ip: Ipv4Addr) {
-        let Some(state) = self.hosts.get_mut(host.0) else {
-            return;
-        };
-        let old = std::mem::replace(&mut state.addr, ip);
-        let addrs = &mut self.nets[state.net].addrs;
-        addrs.remove(&old);
-        addrs.insert(ip, Attach::Host(host.0));
-        let name = state.name.clone();
-        self.note(format!("host {name} address {old} -> {ip}"));
-    }
-
-    /// Adds a fault rule (checked after those already added); returns its index.
-    pub fn add_fault(&mut self, rule: FaultRule) -> usize {
-        self.faults.push(rule);
-        self.faults.len() - 1
-    }
-
-    /// Returns a fault rule, with its counters.
-    pub fn fault(&self, index: usize) -> Option<&FaultRule> {
-        self.faults.get(index)
-    }
-
-    /// Removes every fault rule.
-    pub fn clear_faults(&mut self) {
-        self.faults.clear();
-    }
-
-    /// Sets the classifier that labels UDP payloads for fault rules and the timeline.
-    pub fn set_classifier(&mut self, classify: impl Fn(&[u8]) -> Option<&'static str> + 'static) {
-        self.classifier = Some(Box::new(classify));
-    }
-
-    /// Starts or stops capturing packets at every host and NAT.
-    pub fn set_capture(&mut self, on: bool) {
-        let make = || on.then(Capture::default);
-        for host in &mut self.hosts {
-            if host.capture.is_some() != on {
-                host.capture = make();
-            }
-        }
-        for nat in &mut self.nats {
-            if nat.capture.is_some() != on {
-                nat.capture = make();
-            }
-        }
-    }
-
-    /// Returns the packets captured at an interface, if capturing is on.
-    pub fn capture(&self, iface: Iface) -> Option<&Capture> {
-        match iface {
-            Iface::Host(host) => self.hosts.get(host.0)?.capture.as_ref(),
-            Iface::Nat(nat) => self.nats.get(nat.0)?.capture.as_ref(),
-        }
-    }
-
-    /// Writes one pcap file per host (`<name>.pcap`) and per NAT public side
-    /// (`nat-<name>.pcap`) into `dir`, creating it. Returns the paths written.
-    ///
-    /// # Errors
-    ///
-    /// Returns any I/O error.
-    pub fn write_pcaps(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir)?;
-        let hosts = self
-            .hosts
-            .iter()
-            .map(|h| (file_name(&h.name, ""), &h.capture));
-        let nats = self
-            .nats
-            .iter()
-            .map(|n| (file_name(&n.name, "nat-"), &n.capture));
-        let mut written = Vec::new();
-        for (name, capture) in hosts.chain(nats) {
-            let Some(capture) = capture else { continue };
-            let path = dir.join(format!("{name}.pcap"));
-            let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            capture.write_pcap(&mut file)?;
-            std::io::Write::flush(&mut file)?;
-            written.push(path);
-        }
-        Ok(written)
-    }
-
-    /// Renders the recorded trace as a readable timeline, one event per line.
-    pub fn timeline(&self) -> String {
-        let mut out = String::new();
-        for record in self.trace.records() {
-            let class = record
-                .class
-                .map(|label| format!(" [{label}]"))
-                .unwrap_or_default();
-            let line = self.describe(&record.kind);
-            let _ = writeln!(out, "{} {line}{class}", format_elapsed(record.at));
-        }
-        out
-    }
-
-    fn describe(&self, kind: &TraceKind) -> String {
-        let host = |id: &HostId| self.host_name(*id).to_owned();
-        let nat = |id: &NatId| {
-            self.nats
-                .get(id.0)
-                .map_or("?", |n| n.name.as_str())
-                .to_owned()
-        };
-        match kind {
-            TraceKind::Sent {
-                host: h,
-                src,
-                dst,
-                len,
-            } => {
-                format!("{:<8} send    {src} -> {dst} len={len}", host(h))
-            }
-            TraceKind::Delivered {
-                host: h,
-                src,
-                dst,
-                len,
-            } => {
-                format!("{:<8} recv    {src} -> {dst} len={len}", host(h))
-            }
-            TraceKind::Dropped {
-                reason,
-                src,
-                dst,
-                len,
-            } => {
-                format!("{:<8} DROP    {src} -> {dst} len={len} ({reason})", "-")
-            }
-            TraceKind::Mapped {
-                nat: n,
-                internal,
-                external,
-                remote,
-            } => {
-                format!(
-                    "{:<8} map     {internal} => {external} (to {remote})",
-                    nat(n)
-                )
-            }
-            TraceKind::Faulted {
-                rule,
-                action,
-                src,
-                dst,
-            } => {
-                format!("{:<8} fault   {src} -> {dst} rule {rule} {action}", "-")
-            }
-            TraceKind::Timer { host: h } => format!("{:<8} timer", host(h)),
-            TraceKind::Crashed { host: h } => format!("{:<8} CRASH", host(h)),
-            TraceKind::Started { host: h, boot } => format!("{:<8} start   boot {boot}", host(h)),
-            TraceKind::Stream {
-                host: h,
-                id,
-                what,
-                len,
-            } => {
-                format!("{:<8} stream  {id} {what} len={len}", host(h))
-            }
-            TraceKind::Note(text) => format!("{:<8} {text}", "*"),
-        }
-    }
-
     pub(crate) fn record(&mut self, class: Option<&'static str>, kind: TraceKind) {
-        let at = self.now - self.epoch;
-        self.trace.record(at, class, kind);
+        self.trace
+            .record(Duration::from_nanos(self.now_ns), class, kind);
     }
 
     pub(crate) fn note(&mut self, text: String) {
         self.record(None, TraceKind::Note(text));
+    }
+
+    /// Converts an instant to nanoseconds since the epoch (instants before it count as 0).
+    pub(crate) fn to_ns(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
+    }
+
+    /// Queues `event` at `at`, or now if `at` has passed.
+    pub(crate) fn push_event(&mut self, at: Instant, event: Event) {
+        let at = self.to_ns(at).max(self.now_ns);
+        self.queue.push(at, event);
+    }
+
+    /// Moves the clock forward to `at` nanoseconds since the epoch (never backwards).
+    fn advance_to(&mut self, at: u64) {
+        if at > self.now_ns {
+            self.now_ns = at;
+            self.now = self.epoch + Duration::from_nanos(at);
+        }
     }
 
     /// Returns true if packets or stream bytes from `from` to `to` are cut right now.
@@ -668,6 +389,11 @@ impl Sim {
                 packet,
                 faults_checked,
             } => self.on_deliver(host, packet, faults_checked),
+            Event::Drop {
+                packet,
+                reason,
+                place,
+            } => self.drop_packet(packet, reason, place),
             Event::Timer { host, generation } => self.on_timer(host, generation),
             Event::Stream {
                 host,
@@ -678,7 +404,7 @@ impl Sim {
         }
     }
 
-    fn start_host(&mut self, host: usize) {
+    pub(crate) fn start_host(&mut self, host: usize) {
         let now = self.now;
         let Some(state) = self.hosts.get_mut(host) else {
             return;
@@ -696,7 +422,6 @@ impl Sim {
             boot: state.boot,
         };
         state.machine = Some((state.factory)(&context));
-        state.started = true;
         let boot = state.boot;
         self.record(
             None,
@@ -762,8 +487,7 @@ impl Sim {
         state.timer_generation += 1;
         if let Some(at) = deadline {
             let generation = state.timer_generation;
-            self.queue
-                .push(at.max(self.now), Event::Timer { host, generation });
+            self.push_event(at, Event::Timer { host, generation });
         }
     }
 }
@@ -779,18 +503,4 @@ impl std::fmt::Debug for Sim {
             .field("stats", &self.stats)
             .finish()
     }
-}
-
-fn file_name(name: &str, prefix: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{prefix}{clean}")
 }

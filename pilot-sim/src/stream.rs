@@ -53,6 +53,25 @@ pub(crate) enum StreamDelivery {
     },
 }
 
+impl StreamDelivery {
+    fn as_event(&self) -> StreamEvent<'_> {
+        match self {
+            Self::Connected { id, .. } => StreamEvent::Connected { id: *id },
+            Self::Accepted {
+                id, local, peer, ..
+            } => StreamEvent::Accepted {
+                id: *id,
+                local: SocketAddr::V4(*local),
+                peer: SocketAddr::V4(*peer),
+            },
+            Self::Data { id, bytes, .. } => StreamEvent::Data { id: *id, bytes },
+            Self::Closed { id, .. } => StreamEvent::Closed { id: *id },
+            Self::Refused { id } => StreamEvent::Refused { id: *id },
+            Self::Reset { id } => StreamEvent::Reset { id: *id },
+        }
+    }
+}
+
 /// All open streams.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
@@ -97,7 +116,7 @@ impl Sim {
         let refuse = |sim: &mut Self, after: Duration| {
             let boot = sim.hosts[host].boot;
             let delivery = StreamDelivery::Refused { id };
-            sim.queue.push(
+            sim.push_event(
                 sim.now + after,
                 Event::Stream {
                     host,
@@ -178,6 +197,7 @@ impl Sim {
         if !peer.open {
             return;
         }
+        // Limitation: a partition resets at once; real TCP would retransmit until it gives up.
         if self.is_blocked(host, peer.host) {
             return self.reset_stream(conn);
         }
@@ -251,46 +271,15 @@ impl Sim {
         if self.hosts[host].boot != boot || self.hosts[host].machine.is_none() {
             return;
         }
-        let live = |sim: &Self, conn: &u64| sim.streams.conns.contains_key(conn);
-        let (event, len) = match &delivery {
-            StreamDelivery::Connected { conn, id } if live(self, conn) => {
-                (StreamEvent::Connected { id: *id }, 0)
-            }
-            StreamDelivery::Accepted {
-                conn,
-                id,
-                local,
-                peer,
-            } if live(self, conn) => {
-                let (local, peer) = (SocketAddr::V4(*local), SocketAddr::V4(*peer));
-                (
-                    StreamEvent::Accepted {
-                        id: *id,
-                        local,
-                        peer,
-                    },
-                    0,
-                )
-            }
-            StreamDelivery::Data { conn, id, bytes } if live(self, conn) => {
-                let peer = self.streams.conns[conn]
-                    .ends
-                    .iter()
-                    .find(|end| end.id != *id);
-                if peer.is_some_and(|peer| self.is_blocked(peer.host, host)) {
-                    return self.reset_stream(*conn);
-                }
-                (StreamEvent::Data { id: *id, bytes }, bytes.len())
-            }
-            StreamDelivery::Closed { conn, id } if live(self, conn) => {
-                self.finish_closed(*conn, host, *id);
-                (StreamEvent::Closed { id: *id }, 0)
-            }
-            StreamDelivery::Refused { id } => (StreamEvent::Refused { id: *id }, 0),
-            StreamDelivery::Reset { id } => (StreamEvent::Reset { id: *id }, 0),
-            _ => return,
-        };
-        let (id, what) = describe(&event);
+        if !self.stream_deliverable(host, &delivery) {
+            return;
+        }
+        if let StreamDelivery::Closed { conn, id } = delivery {
+            self.finish_closed(conn, host, id);
+        }
+
+        let event = delivery.as_event();
+        let (id, what, len) = describe(&event);
         self.record(
             None,
             TraceKind::Stream {
@@ -304,6 +293,30 @@ impl Sim {
             machine.handle_stream(self.now, event);
         }
         self.drive(host);
+    }
+
+    /// Returns whether a queued stream event still applies; data meeting a partition resets
+    /// the stream instead.
+    fn stream_deliverable(&mut self, host: usize, delivery: &StreamDelivery) -> bool {
+        let (conn, receiver) = match delivery {
+            StreamDelivery::Refused { .. } | StreamDelivery::Reset { .. } => return true,
+            StreamDelivery::Connected { conn, .. }
+            | StreamDelivery::Accepted { conn, .. }
+            | StreamDelivery::Closed { conn, .. } => return self.streams.conns.contains_key(conn),
+            StreamDelivery::Data { conn, id, .. } => (*conn, *id),
+        };
+        let Some(c) = self.streams.conns.get(&conn) else {
+            return false;
+        };
+        let sender = c
+            .ends
+            .iter()
+            .find(|end| (end.host, end.id) != (host, receiver));
+        if sender.is_some_and(|sender| self.is_blocked(sender.host, host)) {
+            self.reset_stream(conn);
+            return false;
+        }
+        true
     }
 
     /// Once the peer's close arrives the stream is over for both sides.
@@ -329,7 +342,7 @@ impl Sim {
     }
 
     fn push_stream(&mut self, host: usize, boot: u32, at: Instant, delivery: StreamDelivery) {
-        self.queue.push(
+        self.push_event(
             at,
             Event::Stream {
                 host,
@@ -340,6 +353,7 @@ impl Sim {
     }
 
     /// Finds the host at `ip` on `host`'s network or any network above it.
+    // Limitation: streams never cross a NAT inbound, so a listener behind a NAT is unreachable.
     fn stream_target(&self, host: usize, ip: std::net::Ipv4Addr) -> Option<usize> {
         let mut net = self.hosts[host].net;
         loop {
@@ -364,13 +378,13 @@ impl Sim {
     }
 }
 
-fn describe(event: &StreamEvent<'_>) -> (StreamId, &'static str) {
+fn describe(event: &StreamEvent<'_>) -> (StreamId, &'static str, usize) {
     match *event {
-        StreamEvent::Connected { id } => (id, "connected"),
-        StreamEvent::Accepted { id, .. } => (id, "accepted"),
-        StreamEvent::Data { id, .. } => (id, "data"),
-        StreamEvent::Closed { id } => (id, "closed"),
-        StreamEvent::Refused { id } => (id, "refused"),
-        StreamEvent::Reset { id } => (id, "reset"),
+        StreamEvent::Connected { id } => (id, "connected", 0),
+        StreamEvent::Accepted { id, .. } => (id, "accepted", 0),
+        StreamEvent::Data { id, bytes } => (id, "data", bytes.len()),
+        StreamEvent::Closed { id } => (id, "closed", 0),
+        StreamEvent::Refused { id } => (id, "refused", 0),
+        StreamEvent::Reset { id } => (id, "reset", 0),
     }
 }

@@ -8,10 +8,12 @@ use std::fmt;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use crate::link::Direction;
 use crate::machine::StreamId;
 use crate::nat::NatDrop;
 use crate::seed::fnv1a;
-use crate::{HostId, NatId};
+use crate::sim::Iface;
+use crate::{HostId, NatId, NetId};
 
 /// Why a packet did not reach a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,6 +40,19 @@ pub enum DropReason {
     Fault(usize),
     /// The sending host has no UDP socket, or the machine returned a bad transmit.
     BadTransmit,
+}
+
+/// Where in the network a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Place {
+    /// At a host: sending (send-stage fault) or delivering.
+    Host(HostId),
+    /// At a NAT box.
+    Nat(NatId),
+    /// At the router of a network (no route, malformed).
+    Router(NetId),
+    /// On one direction of an interface's link (loss, MTU, queue).
+    Link(Iface, Direction),
 }
 
 /// What happened. Addresses are as seen at that point of the path (private inside a NAT).
@@ -69,6 +84,8 @@ pub enum TraceKind {
     Dropped {
         /// Why.
         reason: DropReason,
+        /// Where.
+        place: Place,
         /// Source address.
         src: SocketAddrV4,
         /// Destination address.
@@ -236,12 +253,13 @@ impl Trace {
             }
             TraceKind::Dropped {
                 reason,
+                place,
                 src,
                 dst,
                 len,
             } => {
                 self.mix(3);
-                self.mix(fnv1a(format!("{reason:?}").as_bytes()));
+                self.mix(fnv1a(format!("{reason:?} {place:?}").as_bytes()));
                 self.mix_addr(*src);
                 self.mix_addr(*dst);
                 self.mix(*len as u64);

@@ -246,3 +246,22 @@ fn udp_firewall_drops_both_directions() {
     assert_eq!(nat.outbound(now, internal, r1), Err(NatDrop::Firewall));
     assert_eq!(nat.inbound(now, 5000, r1), Err(NatDrop::Firewall));
 }
+
+#[test]
+fn inbound_refresh_is_optional() {
+    let [internal, r1, _, _] = endpoints();
+    let mut config = NatConfig::full_cone().timeout(Duration::from_secs(30));
+    config.inbound_refresh = true;
+    let mut nat = NatBox::new(config, PUBLIC, 11);
+    let start = Instant::now();
+    let port = nat.outbound(start, internal, r1).unwrap().external.port();
+    // Each admitted inbound packet now restarts the timer.
+    for step in 1..=4 {
+        let at = start + Duration::from_secs(25 * step);
+        assert_eq!(nat.inbound(at, port, r1), Ok(internal), "step {step}");
+    }
+    assert_eq!(
+        nat.inbound(start + Duration::from_secs(130), port, r1),
+        Err(NatDrop::NoMapping)
+    );
+}

@@ -287,3 +287,53 @@ fn nat_address_change_and_reboot_force_new_mappings() {
         },
     );
 }
+
+#[test]
+fn public_host_address_change_takes_effect() {
+    Scenario::new("public_host_address_change_takes_effect").run(
+        |seed| pair(seed, 10 * MS, None),
+        |sim| {
+            sim.run_for(500 * MS).unwrap();
+            sim.set_host_ip(HostId(1), "203.0.113.77".parse().unwrap());
+            sim.run_for(500 * MS).unwrap();
+            // a keeps pinging the old address, which no longer routes anywhere.
+            let pongs_before = pinger(sim, 0).pongs;
+            sim.run_for(500 * MS).unwrap();
+            assert_eq!(pinger(sim, 0).pongs, pongs_before);
+            assert!(sim.stats().dropped_for(DropReason::NoRoute) >= 98);
+            assert_eq!(
+                sim.host_addr(HostId(1)).unwrap().to_string(),
+                "203.0.113.77:4000"
+            );
+        },
+    );
+}
+
+#[test]
+fn seed_sweeps_run_every_seed() {
+    let runs = std::cell::Cell::new(0);
+    let hashes = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    Scenario::new("seed_sweeps_run_every_seed")
+        .without_capture()
+        .run_many(
+            20,
+            |seed| {
+                pair(
+                    seed,
+                    10 * MS,
+                    Some(LinkConfig::with_latency(5 * MS).jitter(5 * MS)),
+                )
+            },
+            |sim| {
+                sim.run_for(200 * MS).unwrap();
+                runs.set(runs.get() + 1);
+                hashes.borrow_mut().insert(sim.trace().hash());
+                // 20 pings by 190 ms; round trips take 20 to 40 ms.
+                assert!(pinger(sim, 0).pongs >= 15);
+            },
+        );
+    if std::env::var_os(pilot_sim::SEED_ENV).is_none() {
+        assert_eq!(runs.get(), 20);
+        assert_eq!(hashes.borrow().len(), 20, "each seed gives its own run");
+    }
+}

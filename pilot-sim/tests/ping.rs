@@ -164,3 +164,37 @@ fn same_seed_gives_same_trace_hash() {
     );
     assert_ne!(first.0, run(seed + 1).0, "another seed gives another run");
 }
+
+#[test]
+fn datagrams_reach_the_socket_they_are_addressed_to() {
+    let mut builder = SimBuilder::new(5);
+    let server = builder.host("server", NetId::INTERNET, Pinger::boxed(None, INTERVAL));
+    builder
+        .host_mut(server)
+        .addr("203.0.113.200".parse().unwrap())
+        .udp_ports(&[4000, 5000]);
+    let to_second = "203.0.113.200:5000".parse().unwrap();
+    let to_unbound = "203.0.113.200:6000".parse().unwrap();
+    builder.host(
+        "a",
+        NetId::INTERNET,
+        Pinger::boxed(Some(to_second), INTERVAL),
+    );
+    builder.host(
+        "b",
+        NetId::INTERNET,
+        Pinger::boxed(Some(to_unbound), INTERVAL),
+    );
+    let mut sim = builder.build().unwrap();
+    sim.run_for(Duration::from_millis(450)).unwrap();
+
+    // The second port receives (replies leave from the primary port); the unbound one drops.
+    let a = sim.machine::<Pinger>(pilot_sim::HostId(1)).unwrap();
+    assert_eq!((a.sent, a.pongs), (5, 5));
+    assert_eq!(a.last_from.unwrap().to_string(), "203.0.113.200:4000");
+    assert_eq!(sim.stats().dropped_for(DropReason::NoSocket), 5);
+    assert_eq!(
+        sim.host_addr(server).unwrap().to_string(),
+        "203.0.113.200:4000"
+    );
+}

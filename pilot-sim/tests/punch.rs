@@ -170,3 +170,16 @@ fn peers_behind_one_nat_need_hairpinning() {
         );
     }
 }
+
+#[test]
+fn changing_a_nat_type_at_run_time_changes_the_outcome() {
+    Scenario::new("changing_a_nat_type_at_run_time_changes_the_outcome").run(
+        |seed| build_pair(seed, Kind::PortRestricted, Kind::Symmetric),
+        |sim| {
+            // Before the peers learn each other, make the symmetric side a full cone.
+            sim.set_nat_config(pilot_sim::NatId(1), NatConfig::full_cone());
+            sim.run_for(Duration::from_secs(5)).unwrap();
+            assert!(both_connected(sim));
+        },
+    );
+}

@@ -10,8 +10,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::topic::{Topic, TopicError, TopicFilter};
 use super::{Seq, SubscriptionId};
-use crate::wire::ParseError;
 use crate::wire::event::{self, EventRepr};
+use crate::wire::{EmitError, ParseError};
 
 /// Magic that opens a hello and a welcome payload: "Pilot EVents, protocol 1".
 pub const MAGIC: [u8; 4] = *b"PEV1";
@@ -75,7 +75,11 @@ pub struct Frame {
 
 impl Frame {
     /// Encodes a frame with this topic and payload.
-    pub fn encode(topic: &[u8], payload: &[u8]) -> Result<Vec<u8>, ParseError> {
+    ///
+    /// # Errors
+    ///
+    /// [`EmitError::OutOfRange`] when the topic or payload is over the v0.5 reader limits.
+    pub fn encode(topic: &[u8], payload: &[u8]) -> Result<Vec<u8>, EmitError> {
         Ok(EventRepr::new(topic, payload)?.to_vec())
     }
 
@@ -530,7 +534,8 @@ fn decode_subscribe(body: &mut Bytes) -> Result<ClientMessage, CodecError> {
     }))
 }
 
-fn durable_name(bytes: &[u8]) -> Result<String, CodecError> {
+/// Checks a durable subscription name: 1-64 bytes of `[A-Za-z0-9._-]`.
+pub(crate) fn durable_name(bytes: &[u8]) -> Result<String, CodecError> {
     let valid = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     if bytes.is_empty() || bytes.len() > MAX_DURABLE_NAME || !bytes.iter().all(valid) {
         return Err(CodecError::Malformed("durable name"));
@@ -626,14 +631,14 @@ fn frame(topic: &str, body: &[u8]) -> Vec<u8> {
 
 fn frame_bytes(topic: &[u8], body: &[u8]) -> Vec<u8> {
     // Control topics are short constants and validated topics are at most 1,024 bytes; bodies
-    // carry at most one event payload plus a small header, which the broker bounds below the
-    // 16 MiB reader limit. Over-long input is written with the Go writer's behaviour of letting
-    // the reader refuse it.
-    let repr = EventRepr {
+    // carry at most one event payload plus a small header, which the broker keeps under the
+    // reader limit (`MAX_EVENT_PAYLOAD`). A frame whose lengths cannot be encoded at all comes
+    // out empty rather than with truncated length fields.
+    EventRepr {
         topic,
         payload: body,
-    };
-    repr.to_vec()
+    }
+    .to_vec()
 }
 
 fn finish<T>(body: Bytes, message: T, what: &'static str) -> Result<T, CodecError> {

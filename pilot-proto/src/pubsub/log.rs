@@ -2,7 +2,9 @@
 //!
 //! A log is an 8-byte header (`PLOG`, version 1, three zero bytes) followed by records:
 //! `body_len u32 ‖ crc32 u32 ‖ body`, where the CRC-32 covers the four length bytes and the body,
-//! and the body is `seq u64 ‖ topic_len u16 ‖ topic ‖ payload` (all big-endian). The driver
+//! and the body is `seq u64 ‖ topic_len u16 ‖ topic ‖ payload` (all big-endian). A body with
+//! topic length 0 and nothing after it is a marker: it records that sequence numbers up to its
+//! `seq` are used, so a compacted log keeps the numbering when no event is left. The driver
 //! appends records and fsyncs before it reports them persisted; after a crash it calls
 //! [`recover`] on the file's bytes and truncates the file to [`Recovery::valid_len`]. Nothing
 //! here touches a file.
@@ -55,6 +57,9 @@ pub struct LogRecord {
 pub struct Recovery {
     /// The intact records, in order, with strictly increasing sequence numbers.
     pub records: Vec<LogRecord>,
+    /// The first sequence number never used by this log (1 for an empty one): markers keep it
+    /// after compaction dropped every record.
+    pub next_seq: Seq,
     /// Length of the valid prefix (header included); the driver truncates the file to this.
     pub valid_len: usize,
     /// Bytes after the valid prefix (a torn or damaged tail); 0 after a clean shutdown.
@@ -84,9 +89,32 @@ pub fn encode_record(seq: Seq, topic: &Topic, payload: &[u8], out: &mut Vec<u8>)
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Returns a whole log holding `records`, for a driver that compacts by rewriting the file.
+/// Appends a marker: an entry with no topic or payload recording that sequence numbers up to
+/// `seq` are used, so that numbering continues after a restart even if no record is left.
+pub fn encode_marker(seq: Seq, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&(BODY_FIXED as u32).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.0.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    let crc = checksum(&out[start..start + 4], &out[start + RECORD_OVERHEAD..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Returns a whole log holding `records`.
 pub fn encode_log(records: &[LogRecord]) -> Vec<u8> {
     let mut out = FILE_HEADER.to_vec();
+    for record in records {
+        encode_record(record.seq, &record.topic, &record.payload, &mut out);
+    }
+    out
+}
+
+/// Returns a compacted log: a marker for `head` (the last sequence number used), then
+/// `records`. A driver writes it to a new file, syncs it and renames it over the old one.
+pub fn encode_snapshot(head: Seq, records: &[LogRecord]) -> Vec<u8> {
+    let mut out = FILE_HEADER.to_vec();
+    encode_marker(head, &mut out);
     for record in records {
         encode_record(record.seq, &record.topic, &record.payload, &mut out);
     }
@@ -104,10 +132,12 @@ pub fn encode_log(records: &[LogRecord]) -> Vec<u8> {
 pub fn recover(bytes: &[u8]) -> Result<Recovery, LogError> {
     if bytes.len() < FILE_HEADER.len() {
         if FILE_HEADER.starts_with(bytes) {
+            let (records, next_seq, discarded) = (Vec::new(), Seq(1), bytes.len());
             return Ok(Recovery {
-                records: Vec::new(),
+                records,
+                next_seq,
                 valid_len: 0,
-                discarded: bytes.len(),
+                discarded,
             });
         }
         return Err(LogError::BadHeader);
@@ -117,29 +147,40 @@ pub fn recover(bytes: &[u8]) -> Result<Recovery, LogError> {
     }
 
     let shared = Bytes::copy_from_slice(bytes);
-    let mut records = Vec::new();
+    let mut records: Vec<LogRecord> = Vec::new();
+    let mut next_seq = Seq(1);
     let mut at = FILE_HEADER.len();
     // Limitation: recovery stops at the first damaged record, so damage mid-file also drops the
     // intact records after it (records carry no resynchronisation marker).
-    while let Some((record, len)) = read_record(&shared, at) {
-        if records
-            .last()
-            .is_some_and(|last: &LogRecord| last.seq >= record.seq)
-        {
-            break;
+    while let Some((entry, len)) = read_entry(&shared, at) {
+        match entry {
+            Entry::Marker(seq) => next_seq = next_seq.max(seq.next()),
+            Entry::Record(record) => {
+                if records.last().is_some_and(|last| last.seq >= record.seq) {
+                    break;
+                }
+                next_seq = next_seq.max(record.seq.next());
+                records.push(record);
+            }
         }
-        records.push(record);
         at += len;
     }
+    let discarded = bytes.len() - at;
     Ok(Recovery {
         records,
+        next_seq,
         valid_len: at,
-        discarded: bytes.len() - at,
+        discarded,
     })
 }
 
-/// Reads the record at `at`, or `None` when it is incomplete, damaged or malformed.
-fn read_record(bytes: &Bytes, at: usize) -> Option<(LogRecord, usize)> {
+enum Entry {
+    Record(LogRecord),
+    Marker(Seq),
+}
+
+/// Reads the entry at `at`, or `None` when it is incomplete, damaged or malformed.
+fn read_entry(bytes: &Bytes, at: usize) -> Option<(Entry, usize)> {
     let header = bytes.get(at..at.checked_add(RECORD_OVERHEAD)?)?;
     let body_len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -152,18 +193,23 @@ fn read_record(bytes: &Bytes, at: usize) -> Option<(LogRecord, usize)> {
         return None;
     }
 
-    let seq = u64::from_be_bytes(body[..8].try_into().ok()?);
+    let seq = Seq(u64::from_be_bytes(body[..8].try_into().ok()?));
     let topic_len = usize::from(u16::from_be_bytes([body[8], body[9]]));
+    let len = RECORD_OVERHEAD + body_len;
+    if topic_len == 0 {
+        // A marker has no topic and no payload.
+        return (body_len == BODY_FIXED).then_some((Entry::Marker(seq), len));
+    }
     let topic = body.get(BODY_FIXED..BODY_FIXED.checked_add(topic_len)?)?;
     let topic = Topic::from_bytes(topic).ok()?;
     let payload = bytes.slice(body_start + BODY_FIXED + topic_len..body_start + body_len);
     Some((
-        LogRecord {
-            seq: Seq(seq),
+        Entry::Record(LogRecord {
+            seq,
             topic,
             payload,
-        },
-        RECORD_OVERHEAD + body_len,
+        }),
+        len,
     ))
 }
 
@@ -207,6 +253,18 @@ mod tests {
         }
         assert_eq!(recover(b"PLOX\x01\0\0\0"), Err(LogError::BadHeader));
         assert_eq!(recover(b"x"), Err(LogError::BadHeader));
+    }
+
+    #[test]
+    fn markers_carry_the_numbering_through_compaction() {
+        let empty = recover(&encode_snapshot(Seq(41), &[])).unwrap();
+        assert_eq!((empty.records.len(), empty.next_seq), (0, Seq(42)));
+
+        let log = encode_snapshot(Seq(50), &[record(49, "a", b"x"), record(50, "a", b"y")]);
+        let recovery = recover(&log).unwrap();
+        assert_eq!((recovery.records.len(), recovery.next_seq), (2, Seq(51)));
+        assert_eq!(recovery.discarded, 0);
+        assert_eq!(recover(&encode_log(&[])).unwrap().next_seq, Seq(1));
     }
 
     #[test]

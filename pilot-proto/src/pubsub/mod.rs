@@ -6,6 +6,7 @@
 //!
 //! - [`broker`]: [`Broker`], the sans-IO port-1002 broker.
 //! - [`topic`]: [`Topic`] and [`TopicFilter`], valid by construction.
+//! - [`durable`]: snapshot format for durable subscription positions.
 //! - [`index`]: [`SubscriptionIndex`], a cached trie from topics to subscriptions.
 //! - [`client`]: [`client::ClientSession`], the client side of an extended connection.
 //! - [`codec`]: frame reassembly and the extended protocol's control messages.
@@ -14,6 +15,7 @@
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod durable;
 pub mod index;
 pub mod log;
 pub mod topic;

@@ -17,20 +17,6 @@ use crate::wire::tunnel::{
     PlainFrame, SEALED_HEADER_LEN, SealedFrame, TAG_LEN, auth_signed_message,
 };
 
-/// Checks that an opened packet is at least a header and names `node` as its source.
-fn check_inner_source(node: u32, packet: &[u8]) -> Result<(), DropReason> {
-    if packet.len() < PACKET_HEADER_LEN {
-        return Err(DropReason::Malformed);
-    }
-    if packet[PACKET_SRC_NODE] != node.to_be_bytes() {
-        return Err(DropReason::SourceMismatch);
-    }
-    Ok(())
-}
-
-/// Offset of the source node id inside a marshalled packet header.
-const PACKET_SRC_NODE: core::ops::Range<usize> = 6..10;
-
 /// A drop decided while a peer was borrowed: the node the frame named, and why.
 type Refusal = (Option<u32>, DropReason);
 
@@ -310,3 +296,17 @@ impl Tunnel {
         Ok(Inbound::Consumed)
     }
 }
+
+/// Checks that an opened packet is at least a header and names `node` as its source.
+fn check_inner_source(node: u32, packet: &[u8]) -> Result<(), DropReason> {
+    if packet.len() < PACKET_HEADER_LEN {
+        return Err(DropReason::Malformed);
+    }
+    if packet[PACKET_SRC_NODE] != node.to_be_bytes() {
+        return Err(DropReason::SourceMismatch);
+    }
+    Ok(())
+}
+
+/// Offset of the source node id inside a marshalled packet header.
+const PACKET_SRC_NODE: core::ops::Range<usize> = 6..10;

@@ -334,3 +334,56 @@ impl KeyHistory {
             .into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P1: [u8; 4] = [1; 4];
+    const P2: [u8; 4] = [2; 4];
+    const P3: [u8; 4] = [3; 4];
+
+    #[test]
+    fn two_newest_prefixes_keep_windows_older_ones_are_stale() {
+        let mut windows = RecvWindows::default();
+        assert!(windows.mark(P1, 5));
+        assert!(windows.mark(P2, 1));
+        // P1 still has its window: an in-flight older frame is accepted once.
+        assert_eq!(windows.check(P1, 4), Ok(()));
+        assert!(!windows.mark(P1, 4));
+        assert_eq!(
+            windows.check(P1, 4),
+            Err(RecvReject::Replay(ReplayError::Replayed))
+        );
+        // A third prefix retires P1 for good.
+        assert!(windows.mark(P3, 1));
+        assert_eq!(windows.check(P1, 6), Err(RecvReject::StalePrefix));
+        assert_eq!(windows.check(P2, 2), Ok(()));
+        assert!(windows.knows(P1) && windows.knows(P2) && windows.knows(P3));
+    }
+
+    #[test]
+    fn retired_prefixes_are_bounded() {
+        let mut windows = RecvWindows::default();
+        for index in 0..=(RETIRED_PREFIXES as u32 + 2) {
+            windows.mark(index.to_be_bytes(), 1);
+        }
+        // The oldest retired prefix has been forgotten; the newest retired one is remembered.
+        assert!(!windows.knows(0u32.to_be_bytes()));
+        assert_eq!(
+            windows.check(2u32.to_be_bytes(), 9),
+            Err(RecvReject::StalePrefix)
+        );
+    }
+
+    #[test]
+    fn key_history_remembers_a_bounded_number_of_keys() {
+        let mut history = KeyHistory::default();
+        for key in 0..=SUPERSEDED_KEYS as u8 {
+            history.push([key; 32]);
+        }
+        assert!(!history.contains(&[0; 32]));
+        assert!(history.contains(&[1; 32]));
+        assert!(history.contains(&[SUPERSEDED_KEYS as u8; 32]));
+    }
+}

@@ -5,7 +5,7 @@
 //! bytes here, as in v0.5; the topic grammar lives in `pubsub::topic`. Frames arrive on a byte
 //! stream, so [`frame_len`] says how long the next frame is before it has fully arrived.
 
-use super::ParseError;
+use super::{EmitError, ParseError};
 
 /// Byte ranges of the fixed fields.
 mod field {
@@ -138,18 +138,22 @@ impl<'a> EventRepr<'a> {
     ///
     /// # Errors
     ///
-    /// [`ParseError::TooLarge`] when the topic or payload would be refused by a reader.
-    pub fn new(topic: &'a [u8], payload: &'a [u8]) -> Result<Self, ParseError> {
+    /// [`EmitError::OutOfRange`] when the topic or payload would be refused by a reader.
+    pub fn new(topic: &'a [u8], payload: &'a [u8]) -> Result<Self, EmitError> {
         if topic.len() > MAX_TOPIC_LEN {
-            return Err(ParseError::TooLarge {
-                len: topic.len(),
-                max: MAX_TOPIC_LEN,
+            let (value, max) = (topic.len(), MAX_TOPIC_LEN);
+            return Err(EmitError::OutOfRange {
+                field: "topic length",
+                value,
+                max,
             });
         }
         if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(ParseError::TooLarge {
-                len: payload.len(),
-                max: MAX_PAYLOAD_LEN,
+            let (value, max) = (payload.len(), MAX_PAYLOAD_LEN);
+            return Err(EmitError::OutOfRange {
+                field: "payload length",
+                value,
+                max,
             });
         }
         Ok(Self { topic, payload })
@@ -172,19 +176,28 @@ impl<'a> EventRepr<'a> {
     ///
     /// # Errors
     ///
-    /// [`ParseError::Truncated`] when `buf` is too short (nothing is written then).
-    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ParseError> {
+    /// [`EmitError::BufferTooSmall`] when `buf` is too short (nothing is written then), and
+    /// [`EmitError::OutOfRange`] when a length does not fit its field.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, EmitError> {
         let total = self.buffer_len();
-        if buf.len() < total {
-            return Err(ParseError::Truncated {
-                needed: total,
-                got: buf.len(),
+        EmitError::check_len(buf, total)?;
+        let Ok(topic_len) = u16::try_from(self.topic.len()) else {
+            let (value, max) = (self.topic.len(), usize::from(u16::MAX));
+            return Err(EmitError::OutOfRange {
+                field: "topic length",
+                value,
+                max,
             });
-        }
+        };
+        let Ok(payload_len) = u32::try_from(self.payload.len()) else {
+            let (value, max) = (self.payload.len(), u32::MAX as usize);
+            return Err(EmitError::OutOfRange {
+                field: "payload length",
+                value,
+                max,
+            });
+        };
 
-        // Lengths were bounded in `new` or came from a checked frame, so the casts are exact.
-        let topic_len = self.topic.len() as u16;
-        let payload_len = self.payload.len() as u32;
         let topic_end = field::TOPIC_LEN.end + self.topic.len();
         buf[field::TOPIC_LEN].copy_from_slice(&topic_len.to_be_bytes());
         buf[field::TOPIC_LEN.end..topic_end].copy_from_slice(self.topic);
@@ -197,8 +210,11 @@ impl<'a> EventRepr<'a> {
     pub fn emit_to_vec(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + self.buffer_len(), 0);
-        // The buffer was just sized to fit, so emit cannot fail.
-        let _ = self.emit(&mut out[start..]);
+        // The buffer was just sized to fit, so only an over-long field can fail; such a frame
+        // is not written at all.
+        if self.emit(&mut out[start..]).is_err() {
+            out.truncate(start);
+        }
     }
 
     /// Returns the frame as a new vector.

@@ -1,5 +1,5 @@
-//! `pilotctl`: the Pilot Protocol daemon and command-line client.
+//! `pilotctl`: the Pilot Protocol daemon and command-line client. See `docs/CLI.md`.
 
 fn main() {
-    println!("pilotctl: not built yet");
+    std::process::exit(pilot_tokio::cli::main());
 }

@@ -8,24 +8,28 @@
 //!
 //! # Driving order
 //!
-//! After any `handle_*` or [`Broker::publish_local`] call: drain [`Broker::poll_send`] until
-//! `None`, then [`Broker::poll_event`] until `None`, then re-arm the timer from
+//! After any `handle_*` or [`Broker::publish_local`] call: drain [`Broker::poll_send`] (or
+//! [`Broker::poll_send_into`]) until `None`, then [`Broker::poll_event`] until `None`, then re-arm the timer from
 //! [`Broker::poll_timeout`]. With persistence on, append every [`BrokerEvent::Append`] record to
 //! the log, make it durable, then call [`Broker::handle_persisted`]: nothing is delivered or
 //! acknowledged before that.
 //!
 //! # Limitations
 //!
-//! - Durable subscription state (acknowledged positions) lives in memory: it survives a
-//!   disconnect but not a daemon restart. After a restart a durable client resumes with `since`.
+//! - Durable positions survive a restart only as of the driver's last
+//!   [`Broker::durables_snapshot`]; anything acknowledged after it is delivered again.
 //! - Restored events count their age from the restart, not from their original publication,
 //!   because the log stores no wall-clock time.
 //! - Partially received frames are buffered whole, so the memory a set of clients can pin is up
 //!   to `max_clients × max_payload`; the daemon sizes both for its host.
+//! - Durable names are not bound to a peer: any connection that knows a name can take over its
+//!   parked state.
 //! - A client whose control replies (acknowledgements, errors) pile up past
 //!   `max_control_backlog` because it never lets the broker write is disconnected rather than
 //!   slowed down: the broker cannot stop the driver from reading.
 
+mod config;
+mod persistence;
 mod requests;
 mod retained;
 mod subscription;
@@ -33,195 +37,27 @@ mod subscription;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tracing::{debug, trace};
 
+pub use config::{
+    BrokerConfig, BrokerEvent, BrokerStats, CloseReason, MAX_EVENT_PAYLOAD, PublishError,
+};
 pub use retained::Retention;
 pub use subscription::SubscriptionStats;
 
 use self::retained::{Retained, StoredEvent};
 use self::subscription::{Limits, Output, Parked, Subscription};
 use super::codec::{self, FrameReader, ServerMessage};
-use super::log::{self, LogRecord};
-use super::{Seq, SubscriptionId, SubscriptionIndex, Topic, TopicFilter};
-use crate::wire::event::MAX_PAYLOAD_LEN;
+use super::log;
+use super::{Seq, SubscriptionId, SubscriptionIndex, Topic};
 
-/// Identifies one connection to the broker; chosen by the driver, unique while connected.
+/// Identifies one connection to the broker; chosen by the driver, unique while connected (an id
+/// may be reused after [`Broker::handle_disconnect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
-
-/// Largest payload that still fits in a `$pilot.ev` frame under the v0.5 reader limit.
-pub const MAX_EVENT_PAYLOAD: usize = MAX_PAYLOAD_LEN - 16 - super::topic::MAX_TOPIC_LEN;
-
-/// Broker limits and behaviour.
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    /// History kept for replay.
-    pub retention: Retention,
-    /// Events one subscription may have queued before it overflows.
-    pub queue_events: usize,
-    /// Bytes one subscription may have queued before it overflows.
-    pub queue_bytes: usize,
-    /// Time a durable delivery waits for its acknowledgement before redelivery.
-    pub ack_wait: Duration,
-    /// Deliveries of one event to a durable subscription before it is abandoned.
-    pub max_deliver: u16,
-    /// Unacknowledged deliveries a durable subscription may have outstanding.
-    pub max_ack_pending: usize,
-    /// Connections accepted at once.
-    pub max_clients: usize,
-    /// Subscriptions per connection.
-    pub max_subscriptions: usize,
-    /// Durable subscriptions kept while disconnected.
-    pub max_parked_durables: usize,
-    /// Largest payload accepted from a client (at most [`MAX_EVENT_PAYLOAD`]).
-    pub max_payload: usize,
-    /// Bytes a new connection may be sent before the driver grants more.
-    pub initial_credit: usize,
-    /// Control replies queued for one connection before it is closed.
-    pub max_control_backlog: usize,
-    /// Whether events wait for [`Broker::handle_persisted`] before delivery and acknowledgement.
-    pub persistent: bool,
-    /// Events awaiting persistence before further publishes are refused.
-    pub max_uncommitted: usize,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            retention: Retention::default(),
-            queue_events: 1_024,
-            queue_bytes: 4 * 1024 * 1024,
-            ack_wait: Duration::from_secs(30),
-            max_deliver: 5,
-            max_ack_pending: 256,
-            max_clients: 4_096,
-            max_subscriptions: 64,
-            max_parked_durables: 1_024,
-            max_payload: MAX_EVENT_PAYLOAD,
-            initial_credit: 256 * 1024,
-            max_control_backlog: 1_024,
-            persistent: false,
-            max_uncommitted: 65_536,
-        }
-    }
-}
-
-/// Why the broker asks the driver to close a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// A frame broke the framing (over-long topic or payload); the stream cannot recover.
-    Malformed,
-    /// A v0.5 client's first frame is not a valid subscription.
-    InvalidSubscription,
-    /// The client let its control replies pile up past the limit.
-    Overloaded,
-    /// The broker already has `max_clients` connections.
-    TooManyClients,
-}
-
-/// Work for the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BrokerEvent {
-    /// Append `record` (already encoded, see `pubsub::log`) to the log, make it durable, then
-    /// call [`Broker::handle_persisted`] with `seq`. Only with `persistent` on.
-    Append {
-        /// Sequence number of the record.
-        seq: Seq,
-        /// Bytes to append.
-        record: Vec<u8>,
-    },
-    /// Records up to and including `through` left retention; the log may drop them.
-    Evicted {
-        /// Last evicted sequence number.
-        through: Seq,
-    },
-    /// Close this connection's stream; the broker has already forgotten it.
-    Close {
-        /// The connection.
-        client: ClientId,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// A subscription was added (v0.5 webhook `pubsub.subscribed`).
-    Subscribed {
-        /// The connection.
-        client: ClientId,
-        /// The subscription.
-        id: SubscriptionId,
-        /// Its filter.
-        filter: TopicFilter,
-    },
-    /// A subscription ended (v0.5 webhook `pubsub.unsubscribed`).
-    Unsubscribed {
-        /// The connection.
-        client: ClientId,
-        /// The subscription.
-        id: SubscriptionId,
-        /// Its filter.
-        filter: TopicFilter,
-    },
-    /// An event was accepted (v0.5 webhook `pubsub.published`).
-    Published {
-        /// The publishing connection, `None` for [`Broker::publish_local`].
-        client: Option<ClientId>,
-        /// Topic.
-        topic: Topic,
-        /// Payload size in bytes.
-        size: usize,
-        /// Sequence number assigned.
-        seq: Seq,
-    },
-}
-
-/// Why [`Broker::publish_local`] refused an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The payload is over `max_payload`.
-    #[error("payload of {len} bytes exceeds the {max}-byte limit")]
-    PayloadTooLarge {
-        /// Payload size.
-        len: usize,
-        /// Limit.
-        max: usize,
-    },
-    /// `max_uncommitted` events are already waiting for the log.
-    #[error("too many events are waiting for persistence")]
-    Backlog,
-}
-
-/// Broker-wide counters and gauges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BrokerStats {
-    /// Connections now.
-    pub clients: usize,
-    /// Active subscriptions now.
-    pub subscriptions: usize,
-    /// Durable subscriptions waiting for their client.
-    pub parked_durables: usize,
-    /// Last committed sequence number (0 when none).
-    pub head: Seq,
-    /// Oldest retained sequence number.
-    pub first_retained: Seq,
-    /// Retained events now.
-    pub retained_events: usize,
-    /// Retained bytes now.
-    pub retained_bytes: usize,
-    /// Events waiting for persistence.
-    pub uncommitted: usize,
-    /// Events accepted since start.
-    pub published: u64,
-    /// Client frames refused (bad topic, forbidden topic, malformed control message).
-    pub rejected: u64,
-    /// Connections the broker closed.
-    pub closed: u64,
-}
 
 /// The event-stream broker. See the module docs for the driving order.
 #[derive(Debug)]
@@ -298,35 +134,6 @@ impl Broker {
         }
     }
 
-    /// Loads events recovered from the log (see `pubsub::log::recover`). Call before the first
-    /// connection; records must be in increasing sequence order (as `recover` returns them).
-    pub fn restore(&mut self, now: Instant, records: Vec<LogRecord>) {
-        for record in records {
-            if record.seq < self.next_seq {
-                debug!(seq = record.seq.0, "skipping out-of-order restored record");
-                continue;
-            }
-            self.next_seq = record.seq.next();
-            let LogRecord {
-                seq,
-                topic,
-                payload,
-            } = record;
-            // Limitation: the log stores no wall-clock time, so restored events count their age
-            // from the restart.
-            let stored_at = now;
-            let event = StoredEvent {
-                seq,
-                topic,
-                payload,
-                origin: None,
-                stored_at,
-            };
-            self.retained.push(Arc::new(event));
-        }
-        self.evict(now);
-    }
-
     /// Registers a new connection. Frames flow once its first frame arrives.
     pub fn handle_connect(&mut self, _now: Instant, client: ClientId) {
         if self.clients.contains_key(&client) {
@@ -378,7 +185,8 @@ impl Broker {
     }
 
     /// Grants `budget` more bytes of [`Broker::poll_send`] output to a connection, typically
-    /// the free space of its stream's send buffer.
+    /// the free space of its stream's send buffer. A frame goes out whenever some credit is
+    /// left, so a connection can exceed its budget by at most one frame.
     pub fn handle_writable(&mut self, _now: Instant, client: ClientId, budget: usize) {
         let Some(state) = self.clients.get_mut(&client) else {
             return;
@@ -389,12 +197,7 @@ impl Broker {
 
     /// Forgets a connection whose stream ended. Durable subscriptions are kept for later.
     pub fn handle_disconnect(&mut self, _now: Instant, client: ClientId) {
-        let Some(state) = self.clients.remove(&client) else {
-            return;
-        };
-        for (id, sub) in state.subs {
-            self.retire(client, id, sub, true);
-        }
+        self.drop_client(client);
     }
 
     /// Reports that every appended record up to and including `through` is durable: those
@@ -482,6 +285,31 @@ impl Broker {
             return Some((client, frame));
         }
         None
+    }
+
+    /// Appends to `buf` as many frames for one connection as its credit allows and returns
+    /// that connection, or `None` when nobody has anything to send. The same frames, in the same
+    /// order, as repeated [`Broker::poll_send`] calls, batched for one write.
+    #[must_use]
+    pub fn poll_send_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<ClientId> {
+        let (client, frame) = self.poll_send(now)?;
+        buf.extend_from_slice(&frame);
+
+        // Keep serving the same connection while it has credit and output.
+        while self
+            .clients
+            .get(&client)
+            .is_some_and(|state| state.credit > 0)
+        {
+            let Some(frame) = self.produce(now, client) else {
+                break;
+            };
+            if let Some(state) = self.clients.get_mut(&client) {
+                state.credit = state.credit.saturating_sub(frame.len());
+            }
+            buf.extend_from_slice(&frame);
+        }
+        Some(client)
     }
 
     /// Returns the next piece of work for the driver.
@@ -707,14 +535,28 @@ impl Broker {
 
     /// Forgets a connection and tells the driver to close its stream.
     fn close(&mut self, client: ClientId, reason: CloseReason) {
-        self.stats.closed += 1;
+        if self.drop_client(client) {
+            self.stats.closed += 1;
+            self.events.push_back(BrokerEvent::Close { client, reason });
+        }
+    }
+
+    /// Removes a connection's state, returning whether it existed. Its subscriptions are
+    /// retired (durables parked) and its pending publish acknowledgements dropped, so that a
+    /// new connection reusing the id is not sent them.
+    fn drop_client(&mut self, client: ClientId) -> bool {
         let Some(state) = self.clients.remove(&client) else {
-            return;
+            return false;
         };
         for (id, sub) in state.subs {
             self.retire(client, id, sub, true);
         }
-        self.events.push_back(BrokerEvent::Close { client, reason });
+        for pending in &mut self.uncommitted {
+            if pending.ack.is_some_and(|(owner, _)| owner == client) {
+                pending.ack = None;
+            }
+        }
+        true
     }
 
     /// Removes a subscription from the index and timers; parks it if durable and `park`.
@@ -723,8 +565,9 @@ impl Broker {
         for (seq, deadline) in sub.deadlines() {
             self.timers.remove(&(deadline, client, id, seq));
         }
-        // Limitation: parked durable state lives in memory; it survives a disconnect but not a
-        // daemon restart, after which the client resumes with `since`.
+        // Limitation: parked durable state is in memory; it reaches disk only through the
+        // driver's periodic durables_snapshot, so a restart redelivers what was acknowledged
+        // after the last one.
         if let Some(name) = &sub.durable {
             self.durables_in_use.remove(name);
             if park && self.parked.len() < self.config.max_parked_durables {

@@ -18,7 +18,7 @@ impl Broker {
             return;
         };
         match state.mode {
-            Mode::AwaitingFirst => self.on_first_frame(now, client, frame),
+            Mode::AwaitingFirst => self.on_first_frame(client, frame),
             Mode::Legacy => self.on_legacy_publish(now, client, frame),
             Mode::Extended => self.on_extended(now, client, frame),
         }
@@ -27,7 +27,7 @@ impl Broker {
     /// A hello with the right magic selects the extended protocol; anything else is a v0.5
     /// subscription. A v0.5 client always sends an empty payload with its subscription, so it
     /// can never produce a valid hello.
-    fn on_first_frame(&mut self, now: Instant, client: ClientId, frame: Frame) {
+    fn on_first_frame(&mut self, client: ClientId, frame: Frame) {
         if frame.topic == codec::topics::HELLO.as_bytes()
             && let Ok(ClientMessage::Hello { .. }) = ClientMessage::decode(&frame)
         {
@@ -55,7 +55,7 @@ impl Broker {
         let id = SubscriptionId(0);
         let mut sub = Subscription::new(id, filter, false, self.retained.end());
         sub.start_live(self.retained.end());
-        self.add_subscription(now, client, sub);
+        self.add_subscription(client, sub);
     }
 
     fn on_legacy_publish(&mut self, now: Instant, client: ClientId, frame: Frame) {
@@ -83,7 +83,7 @@ impl Broker {
             ClientMessage::Publish { topic, payload } => {
                 self.on_extended_publish(now, client, topic, payload);
             }
-            ClientMessage::Subscribe(request) => self.on_subscribe(now, client, request),
+            ClientMessage::Subscribe(request) => self.on_subscribe(client, request),
             ClientMessage::Unsubscribe { id } => self.on_unsubscribe(client, id),
             ClientMessage::Ack { id, seq } => self.on_ack(client, id, seq),
             ClientMessage::Hello { .. } => {
@@ -116,7 +116,7 @@ impl Broker {
         self.publish(now, Some((client, Some(number))), topic, payload);
     }
 
-    fn on_subscribe(&mut self, now: Instant, client: ClientId, request: SubscribeRequest) {
+    fn on_subscribe(&mut self, client: ClientId, request: SubscribeRequest) {
         let Some(state) = self.clients.get(&client) else {
             return;
         };
@@ -141,7 +141,7 @@ impl Broker {
         let sub = self.build_subscription(request);
         let next = sub_next(&sub, self.retained.end());
         self.queue_control(client, ServerMessage::SubAck { id, next }.encode());
-        self.add_subscription(now, client, sub);
+        self.add_subscription(client, sub);
     }
 
     /// Creates the subscription, resuming a parked durable of the same name if there is one.
@@ -159,6 +159,8 @@ impl Broker {
         let Some(name) = request.durable else {
             return sub;
         };
+        // Limitation: durable names are not bound to a peer, so any connection that knows a
+        // name takes over its parked state; access to port 1002 is the daemon's decision.
         if let Some(parked) = self.parked.remove(&name) {
             // The stored filter wins: a durable is one stream of events, whatever is asked.
             sub.filter = parked.filter.clone();
@@ -169,7 +171,7 @@ impl Broker {
         sub
     }
 
-    fn add_subscription(&mut self, _now: Instant, client: ClientId, sub: Subscription) {
+    fn add_subscription(&mut self, client: ClientId, sub: Subscription) {
         let Some(state) = self.clients.get_mut(&client) else {
             return;
         };

@@ -80,6 +80,12 @@ impl Retained {
         self.events.push_back(event);
     }
 
+    /// Moves the end past sequence numbers used before a restart (no event may follow here with
+    /// a lower one).
+    pub(super) fn skip_to(&mut self, next: Seq) {
+        self.end = self.end.max(next);
+    }
+
     /// Drops events beyond the limits, returning the last evicted sequence number.
     pub(super) fn evict(&mut self, now: Instant, limits: &Retention) -> Option<Seq> {
         let mut last = None;

@@ -1,0 +1,297 @@
+//! The async client library: talk to the local daemon over its IPC socket.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pilot_tokio::ClientError> {
+//! use futures_core::Stream as _;
+//! let client = pilot_tokio::Client::connect("/home/me/.pilot/pilot.sock").await?;
+//! let mut events = client.subscribe("payments.*").await?;
+//! client.publish("payments.settled", br#"{"id":1}"#).await?;
+//! while let Some(event) = events.next_event().await {
+//!     let event = event?;
+//!     println!("[{}] {}", event.topic, String::from_utf8_lossy(&event.payload));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every request is sent tagged (the `0x80` extension in `framing`), so replies are matched by
+//! tag, not by arrival order, and an error always reaches the call that caused it.
+//!
+//! # Limitations
+//!
+//! - Data for a connection is queued (256 messages) until the application reads it; when that
+//!   queue is full the whole client waits, so one stalled reader delays the client's other
+//!   connections (not other clients).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::framing::{self, SEND_OK, SHUTDOWN, SHUTDOWN_OK};
+use crate::shim::addr::{Addr, AddrPort};
+use crate::shim::ipc::Message;
+
+mod conn;
+mod events;
+mod reader;
+
+pub use conn::{Conn, Listener};
+pub use events::{Event, MAX_PAYLOAD, MAX_TOPIC, Subscription, encode_event};
+
+/// The event broker's virtual port.
+pub const PORT_EVENTS: u16 = 1002;
+/// The echo service's virtual port.
+pub const PORT_ECHO: u16 = 7;
+/// Largest data chunk per `Send` message.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
+/// Errors from the client library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No daemon answers on the socket.
+    #[error("daemon is not running (no socket at {0})")]
+    NotRunning(String),
+    /// The daemon answered with an error.
+    #[error("{0}")]
+    Daemon(String),
+    /// The connection to the daemon ended.
+    #[error("connection to the daemon was lost")]
+    Disconnected,
+    /// The daemon sent something this client cannot use.
+    #[error("unexpected reply from the daemon: {0}")]
+    Protocol(String),
+    /// An I/O error on the socket.
+    #[error("daemon socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) enum Waiter {
+    Plain(oneshot::Sender<Vec<u8>>),
+    Dial(oneshot::Sender<Result<(u32, mpsc::Receiver<ConnEvent>), String>>),
+}
+
+/// What the reader delivers to one connection.
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    Data(Vec<u8>),
+    Closed,
+}
+
+/// An accepted connection as the reader hands it to a listener.
+pub(crate) type Accepted = (u32, AddrPort, mpsc::Receiver<ConnEvent>);
+
+#[derive(Default)]
+pub(crate) struct Tables {
+    pub(crate) pending: HashMap<u32, Waiter>,
+    pub(crate) conns: HashMap<u32, mpsc::Sender<ConnEvent>>,
+    pub(crate) listeners: HashMap<u16, mpsc::Sender<Accepted>>,
+    pub(crate) datagrams: Option<mpsc::Sender<(AddrPort, u16, Vec<u8>)>>,
+    pub(crate) closed: bool,
+}
+
+pub(crate) struct Inner {
+    out: mpsc::Sender<Vec<u8>>,
+    next_tag: AtomicU32,
+    pub(crate) tables: Mutex<Tables>,
+}
+
+/// A connection to the local daemon. Cheap to clone; all clones share one socket.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the daemon's IPC socket.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    ClientError::NotRunning(path.display().to_string())
+                }
+                _ => ClientError::Io(e),
+            })?;
+        let (rd, mut wr) = stream.into_split();
+        let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+        tokio::spawn(async move {
+            while let Some(body) = out_rx.recv().await {
+                if framing::write_frame(&mut wr, &body).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let inner = Arc::new(Inner {
+            out,
+            next_tag: AtomicU32::new(1),
+            tables: Mutex::default(),
+        });
+        tokio::spawn(reader::run(rd, inner.clone()));
+        Ok(Client { inner })
+    }
+
+    /// The daemon's `info` object.
+    pub async fn info(&self) -> Result<Value, ClientError> {
+        self.json(Message::Info).await
+    }
+
+    /// This node's virtual address.
+    pub async fn address(&self) -> Result<Addr, ClientError> {
+        let info = self.info().await?;
+        let text = info
+            .get("address")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        text.parse().map_err(|_| {
+            ClientError::Daemon("the daemon has no address yet (not registered)".into())
+        })
+    }
+
+    /// Resolves a hostname through the registry.
+    pub async fn resolve_hostname(&self, name: &str) -> Result<Value, ClientError> {
+        self.json(Message::ResolveHostname {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    /// Sets ("" clears) this node's hostname.
+    pub async fn set_hostname(&self, name: &str) -> Result<Value, ClientError> {
+        self.json(Message::SetHostname {
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    /// A trust request: `sub` is the v0.5 handshake sub-command, `node` and `text` its arguments.
+    pub async fn handshake(
+        &self,
+        sub: u8,
+        node: Option<u32>,
+        text: &str,
+    ) -> Result<Value, ClientError> {
+        let mut args = node.map(|n| n.to_be_bytes().to_vec()).unwrap_or_default();
+        args.extend_from_slice(text.as_bytes());
+        self.json(Message::Handshake { sub, args }).await
+    }
+
+    /// Sets the webhook URL ("" clears).
+    pub async fn set_webhook(&self, url: &str) -> Result<Value, ClientError> {
+        self.json(Message::SetWebhook {
+            url: url.to_owned(),
+        })
+        .await
+    }
+
+    /// Sends one datagram.
+    pub async fn send_to(&self, dst: AddrPort, data: &[u8]) -> Result<(), ClientError> {
+        let body = self
+            .request(encode(&Message::SendTo {
+                dst,
+                data: data.to_vec(),
+            }))
+            .await?;
+        expect_send_ok(&body)
+    }
+
+    /// Receives datagrams arriving at this node: `(source, destination port, data)`.
+    pub fn datagrams(&self) -> mpsc::Receiver<(AddrPort, u16, Vec<u8>)> {
+        let (tx, rx) = mpsc::channel(256);
+        if let Ok(mut t) = self.inner.tables.lock() {
+            t.datagrams = Some(tx);
+        }
+        rx
+    }
+
+    /// Asks the daemon to exit; returns its PID.
+    pub async fn shutdown(&self) -> Result<u32, ClientError> {
+        let body = self.request(vec![SHUTDOWN]).await?;
+        match body.split_first() {
+            Some((&SHUTDOWN_OK, json)) => serde_json::from_slice::<Value>(json)
+                .ok()
+                .and_then(|v| v.get("pid")?.as_u64())
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| ClientError::Protocol("shutdown reply without pid".into())),
+            _ => Err(decode_error(&body)),
+        }
+    }
+
+    /// Sends one tagged request body and waits for its reply body.
+    pub async fn request(&self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_tagged(body, Waiter::Plain(tx)).await?;
+        rx.await.map_err(|_| ClientError::Disconnected)
+    }
+
+    pub(crate) async fn send_tagged(
+        &self,
+        body: Vec<u8>,
+        waiter: Waiter,
+    ) -> Result<(), ClientError> {
+        let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut t = self
+                .inner
+                .tables
+                .lock()
+                .map_err(|_| ClientError::Disconnected)?;
+            if t.closed {
+                return Err(ClientError::Disconnected);
+            }
+            t.pending.insert(tag, waiter);
+        }
+        self.inner
+            .out
+            .send(framing::with_tag(Some(tag), body))
+            .await
+            .map_err(|_| ClientError::Disconnected)
+    }
+
+    async fn json(&self, message: Message) -> Result<Value, ClientError> {
+        let body = self.request(encode(&message)).await?;
+        match Message::decode(&body) {
+            Ok(
+                Message::InfoOk { json }
+                | Message::HandshakeOk { json }
+                | Message::ResolveHostnameOk { json }
+                | Message::SetHostnameOk { json }
+                | Message::SetWebhookOk { json },
+            ) => serde_json::from_slice(&json).map_err(|e| ClientError::Protocol(e.to_string())),
+            _ => Err(decode_error(&body)),
+        }
+    }
+}
+
+pub(crate) fn encode(message: &Message) -> Vec<u8> {
+    let mut body = Vec::new();
+    message.encode(&mut body);
+    body
+}
+
+pub(crate) fn expect_send_ok(body: &[u8]) -> Result<(), ClientError> {
+    if body == [SEND_OK] {
+        Ok(())
+    } else {
+        Err(decode_error(body))
+    }
+}
+
+pub(crate) fn decode_error(body: &[u8]) -> ClientError {
+    match Message::decode(body) {
+        Ok(Message::Error { message, .. }) => ClientError::Daemon(message),
+        Ok(other) => ClientError::Protocol(format!("{other:?}")),
+        Err(e) => ClientError::Protocol(e.to_string()),
+    }
+}

@@ -1,0 +1,134 @@
+//! The TCP connection to the registry: connect with a timeout, a reader and a writer task, and
+//! reconnection with capped exponential back-off. The driver sees only [`RegistryIo`] events.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What happened on the registry connection (tagged with the attempt it belongs to).
+#[derive(Debug)]
+pub(super) enum RegistryIo {
+    Connected(u64, mpsc::UnboundedSender<Vec<u8>>),
+    Bytes(u64, Vec<u8>),
+    Closed(u64),
+}
+
+/// The driver's handle on the registry connection.
+#[derive(Debug)]
+pub(super) struct RegistryLink {
+    target: Option<SocketAddr>,
+    writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    events_tx: mpsc::Sender<RegistryIo>,
+    pub(super) events: mpsc::Receiver<RegistryIo>,
+    generation: u64,
+    backoff: Duration,
+    pub(super) reconnect_at: Option<Instant>,
+}
+
+impl RegistryLink {
+    pub(super) fn new(target: Option<SocketAddr>, now: Instant) -> RegistryLink {
+        let (events_tx, events) = mpsc::channel(256);
+        let reconnect_at = target.map(|_| now);
+        RegistryLink {
+            target,
+            writer: None,
+            events_tx,
+            events,
+            generation: 0,
+            backoff: BACKOFF_MIN,
+            reconnect_at,
+        }
+    }
+
+    /// Starts a connection attempt if one is due.
+    pub(super) fn maybe_connect(&mut self, now: Instant) {
+        let (Some(target), Some(at)) = (self.target, self.reconnect_at) else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        self.reconnect_at = None;
+        self.generation += 1;
+        tokio::spawn(connect(target, self.generation, self.events_tx.clone()));
+    }
+
+    /// Whether an event belongs to the current attempt.
+    pub(super) fn is_current(&self, generation: u64) -> bool {
+        generation == self.generation
+    }
+
+    pub(super) fn on_connected(&mut self, writer: mpsc::UnboundedSender<Vec<u8>>) {
+        self.writer = Some(writer);
+        self.backoff = BACKOFF_MIN;
+    }
+
+    /// The connection ended or failed; schedule the next attempt.
+    pub(super) fn on_closed(&mut self, now: Instant) {
+        self.writer = None;
+        self.reconnect_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Queues bytes for the registry; dropped when not connected (the node re-sends on connect).
+    pub(super) fn send(&mut self, bytes: Vec<u8>) {
+        if let Some(w) = &self.writer {
+            let _ = w.send(bytes);
+        }
+    }
+}
+
+async fn connect(target: SocketAddr, generation: u64, events: mpsc::Sender<RegistryIo>) {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%target, error = %e, "registry connect failed");
+            let _ = events.send(RegistryIo::Closed(generation)).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%target, "registry connect timed out");
+            let _ = events.send(RegistryIo::Closed(generation)).await;
+            return;
+        }
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    if events
+        .send(RegistryIo::Connected(generation, tx))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if events
+                    .send(RegistryIo::Bytes(generation, buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = events.send(RegistryIo::Closed(generation)).await;
+}

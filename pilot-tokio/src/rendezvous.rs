@@ -1,0 +1,244 @@
+//! The rendezvous: the registry server (TCP, v0.5 length-prefixed JSON) and the beacon server
+//! (UDP) from `pilot_proto::{registry, beacon}`, served on configured addresses. The daemon
+//! embeds one on loopback when no registry is configured; `pilotctl rendezvous` runs one alone.
+//!
+//! One task owns both state machines. Each TCP connection has a reader task (bytes in) and a
+//! writer task (bytes out, bounded queue; a connection that does not read is closed). The
+//! registry's state is written atomically (temp file, fsync, rename) whenever it reports a
+//! change, so a restart keeps every node's id and a kill at any moment leaves a whole file.
+//!
+//! # Limitations
+//!
+//! - The beacon runs alone (no gossip peers are configured).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pilot_proto::beacon::{BeaconConfig, BeaconServer};
+use pilot_proto::registry::{ConnectionId, RegistryConfig, RegistryServer, ServerEvent};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::driver::{clock, unix_now};
+
+/// Frames queued for one registry connection before it is closed as not reading.
+const WRITE_QUEUE: usize = 64;
+/// Connection events queued for the rendezvous task.
+const EVENT_QUEUE: usize = 1024;
+
+/// Where the rendezvous listens and keeps state.
+#[derive(Debug, Clone)]
+pub struct RendezvousConfig {
+    /// Registry TCP listen address.
+    pub registry: SocketAddr,
+    /// Beacon UDP listen address.
+    pub beacon: SocketAddr,
+    /// Directory for `registry.state`.
+    pub state_dir: PathBuf,
+}
+
+/// A running rendezvous.
+#[derive(Debug)]
+pub struct Rendezvous {
+    /// The bound registry address.
+    pub registry: SocketAddr,
+    /// The bound beacon address.
+    pub beacon: SocketAddr,
+}
+
+#[derive(Debug)]
+enum Io {
+    Opened(ConnectionId, SocketAddr, mpsc::Sender<Vec<u8>>),
+    Bytes(ConnectionId, Vec<u8>),
+    Closed(ConnectionId),
+}
+
+/// Binds both sockets, recovers state and spawns the servers on the current runtime.
+pub async fn start(config: &RendezvousConfig) -> Result<Rendezvous, std::io::Error> {
+    std::fs::create_dir_all(&config.state_dir)?;
+    let state_path = config.state_dir.join("registry.state");
+    let registry = recover(&state_path);
+    let tcp = TcpListener::bind(config.registry).await?;
+    let udp = UdpSocket::bind(config.beacon).await?;
+    let rv = Rendezvous {
+        registry: tcp.local_addr()?,
+        beacon: udp.local_addr()?,
+    };
+    tracing::info!(registry = %rv.registry, beacon = %rv.beacon, "rendezvous listening");
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(accept_loop(tcp, tx));
+    let beacon = BeaconServer::new(BeaconConfig::default(), clock(), unix_now());
+    tokio::spawn(core_loop(
+        Core {
+            registry,
+            beacon,
+            writers: HashMap::new(),
+            state_path,
+        },
+        udp,
+        rx,
+    ));
+    Ok(rv)
+}
+
+fn registry_config() -> RegistryConfig {
+    RegistryConfig {
+        networks_enabled: true,
+        ..RegistryConfig::default()
+    }
+}
+
+fn recover(path: &std::path::Path) -> RegistryServer {
+    let (now, unix) = (clock(), unix_now());
+    match std::fs::read(path) {
+        Ok(bytes) => RegistryServer::recover(registry_config(), now, unix, &bytes).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "registry state unreadable; starting empty");
+            RegistryServer::new(registry_config(), now, unix)
+        }),
+        Err(_) => RegistryServer::new(registry_config(), now, unix),
+    }
+}
+
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>) {
+    let mut next = 0u64;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        next += 1;
+        let conn = ConnectionId(next);
+        let (mut rd, mut wr) = stream.into_split();
+        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        if events.send(Io::Opened(conn, peer, wtx)).await.is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            while let Some(bytes) = wrx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let events = events.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = rd.read(&mut buf).await {
+                if n == 0
+                    || events
+                        .send(Io::Bytes(conn, buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+            let _ = events.send(Io::Closed(conn)).await;
+        });
+    }
+}
+
+struct Core {
+    registry: RegistryServer,
+    beacon: BeaconServer,
+    writers: HashMap<ConnectionId, mpsc::Sender<Vec<u8>>>,
+    state_path: PathBuf,
+}
+
+async fn core_loop(mut core: Core, udp: UdpSocket, mut events: mpsc::Receiver<Io>) {
+    let mut buf = vec![0u8; 65536];
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    loop {
+        core.drain(&udp, &mut buf);
+        sleep.as_mut().reset(core.deadline().into());
+        tokio::select! {
+            io = events.recv() => match io {
+                Some(io) => core.on_io(io),
+                None => return,
+            },
+            received = udp.recv_from(&mut buf) => {
+                if let Ok((n, from)) = received {
+                    core.beacon.handle_datagram(clock(), from, &buf[..n]);
+                }
+            }
+            () = &mut sleep => {
+                let now = clock();
+                core.registry.handle_timeout(now);
+                core.beacon.handle_timeout(now);
+            }
+        }
+    }
+}
+
+impl Core {
+    fn on_io(&mut self, io: Io) {
+        let now = clock();
+        match io {
+            Io::Opened(conn, peer, writer) => {
+                self.writers.insert(conn, writer);
+                self.registry.handle_connect(now, conn, peer);
+            }
+            Io::Bytes(conn, bytes) => self.registry.handle_bytes(now, conn, &bytes),
+            Io::Closed(conn) => {
+                self.writers.remove(&conn);
+                self.registry.handle_disconnect(now, conn);
+            }
+        }
+    }
+
+    fn drain(&mut self, udp: &UdpSocket, buf: &mut Vec<u8>) {
+        let now = clock();
+        // State first: a reply is written only once the change it reports is durable.
+        while let Some(event) = self.registry.poll_event() {
+            match event {
+                ServerEvent::Close { conn, .. } => {
+                    self.writers.remove(&conn);
+                }
+                ServerEvent::StateDirty => self.persist(now),
+                _ => {}
+            }
+        }
+        while let Some(t) = self.registry.poll_transmit(buf) {
+            let full = self
+                .writers
+                .get(&t.conn)
+                .is_some_and(|w| w.try_send(buf[..t.len].to_vec()).is_err());
+            if full {
+                tracing::debug!(conn = t.conn.0, "registry client not reading; closing");
+                self.writers.remove(&t.conn);
+            }
+        }
+        for _ in 0..4096 {
+            let Some(t) = self.beacon.poll_transmit(now, buf) else {
+                break;
+            };
+            let _ = udp.try_send_to(&buf[..t.len], t.dst);
+        }
+    }
+
+    fn persist(&mut self, now: Instant) {
+        let bytes = self.registry.encode_state(now);
+        match crate::identity_file::write_atomic(&self.state_path, &bytes) {
+            Ok(()) => self.registry.mark_persisted(),
+            Err(e) => tracing::warn!(error = %e, "could not save registry state"),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let now = clock();
+        let far = now + Duration::from_secs(3600);
+        [self.registry.poll_timeout(), self.beacon.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .fold(far, Instant::min)
+            .max(now)
+    }
+}
