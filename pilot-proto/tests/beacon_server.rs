@@ -429,3 +429,40 @@ fn client_and_server_discover_punch_and_relay() {
     assert!(client.poll_transmit(now, &mut buf).is_none());
     assert!(!client.handle_datagram(now, peer, b"PILT...."));
 }
+
+mod untrusted {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Arbitrary datagrams from arbitrary sources never panic the beacon or the client,
+        /// and the beacon's send queue stays bounded.
+        #[test]
+        fn arbitrary_datagrams_never_panic(
+            datagrams in proptest::collection::vec(
+                (0u8..4, proptest::collection::vec(any::<u8>(), 0..64), 0u8..8),
+                0..64,
+            ),
+        ) {
+            let now = epoch();
+            let mut server = beacon(now);
+            server.set_peers(vec![addr("10.0.0.2:9001")]);
+            let beacon_addr = addr("10.0.0.1:9001");
+            let mut client = BeaconClient::new(BeaconClientConfig::new(beacon_addr), now, UNIX, None);
+            for (source, mut bytes, kind) in datagrams {
+                if let Some(first) = bytes.first_mut() {
+                    *first = kind;
+                }
+                let src = [addr("198.51.100.1:1"), addr("198.51.100.2:2"), addr("10.0.0.2:9001"), beacon_addr][usize::from(source)];
+                server.handle_datagram(now, src, &bytes);
+                client.handle_datagram(now, src, &bytes);
+            }
+            server.handle_timeout(now + Duration::from_secs(30));
+            prop_assert!(drain(&mut server, now).len() <= BeaconConfig::default().max_queue);
+            let mut buf = Vec::new();
+            while client.poll_transmit(now, &mut buf).is_some() {}
+            while client.poll_event().is_some() {}
+        }
+    }
+}

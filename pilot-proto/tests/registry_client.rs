@@ -219,3 +219,43 @@ fn broken_stream_retries_each_request_once() {
     assert!(response_types(&events).contains(&Err(RegistryError::Disconnected)));
     assert!(Response::from_json(b"{}").is_err());
 }
+
+#[test]
+fn heartbeats_poll_handshakes_and_reregister_after_three_failures() {
+    let start = epoch();
+    let mut pipe = Pipe::new(SecurityMode::Compat, start);
+    let mut client = client(start, SignatureForm::Both);
+    client.handle_connected(start);
+    client.register(start, None, None, None).expect("queued");
+    pipe.pump(start, &mut client);
+    assert_eq!(client.poll_timeout(), Some(start + Duration::from_secs(30)));
+
+    // Every 30 s: heartbeat, then poll_handshakes, both answered.
+    let mut types = Vec::new();
+    for tick in 1..=3u64 {
+        let now = start + Duration::from_secs(30 * tick);
+        client.handle_timeout(now);
+        types.extend(response_types(&pipe.pump(now, &mut client)));
+    }
+    let expected: Vec<Result<String, RegistryError>> = ["heartbeat_ok", "poll_handshakes_ok"]
+        .repeat(3)
+        .into_iter()
+        .map(|t| Ok(t.to_owned()))
+        .collect();
+    assert_eq!(types, expected);
+
+    // The registry restarts empty: heartbeats fail, and the third failure asks to re-register.
+    let restart = start + Duration::from_secs(95);
+    pipe = Pipe::new(SecurityMode::Compat, restart);
+    let mut reregister = 0;
+    for tick in 4..=6u64 {
+        let now = start + Duration::from_secs(30 * tick);
+        client.handle_timeout(now);
+        let events = pipe.pump(now, &mut client);
+        reregister += events
+            .iter()
+            .filter(|e| **e == ClientEvent::ReRegister)
+            .count();
+        assert_eq!(reregister, usize::from(tick == 6));
+    }
+}

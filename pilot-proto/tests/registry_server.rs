@@ -615,3 +615,72 @@ fn connection_layer_frames_answers_and_closes() {
     );
     assert_eq!(h.server.connection_count(), 0);
 }
+
+mod untrusted {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fields() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::json!(null)),
+            (0u32..6).prop_map(|n| serde_json::json!(n)),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            "[a-z0-9#=/+ -]{0,12}".prop_map(|s| serde_json::json!(s)),
+            any::<bool>().prop_map(|b| serde_json::json!(b)),
+            Just(serde_json::json!(["a", 1, null])),
+        ]
+    }
+
+    proptest! {
+        /// Arbitrary bytes and arbitrary requests of every known type never panic the server,
+        /// and every answered frame is a valid response.
+        #[test]
+        fn arbitrary_input_never_panics(
+            garbage in proptest::collection::vec(any::<u8>(), 0..256),
+            requests in proptest::collection::vec((
+                prop_oneof![
+                    Just("register"), Just("heartbeat"), Just("lookup"), Just("resolve"),
+                    Just("resolve_hostname"), Just("set_hostname"), Just("set_tags"),
+                    Just("report_trust"), Just("revoke_trust"), Just("request_handshake"),
+                    Just("poll_handshakes"), Just("respond_handshake"), Just("punch"),
+                    Just("rotate_key"), Just("update_polo_score"), Just("set_polo_score"),
+                    Just("list_nodes"), Just("create_network"), Just("beacon_register"),
+                    Just("subscribe_replication"), Just("nonsense"),
+                ],
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("node_id"), Just("peer_id"), Just("public_key"), Just("signature"),
+                        Just("hostname"), Just("tags"), Just("delta"), Just("requester_id"),
+                        Just("auth"), Just("addr"), Just("beacon_id"), Just("listen_addr"),
+                    ],
+                    fields(),
+                    0..5,
+                ),
+            ), 0..12),
+        ) {
+            let mut h = Harness::new(SecurityMode::Compat);
+            h.register(0, "198.51.100.1:1", &key(1), SignatureForm::V05);
+            let conn = ConnectionId(1);
+            h.server.handle_connect(h.at(0), conn, addr("198.51.100.9:9"));
+            for (type_name, fields) in requests {
+                let mut object: serde_json::Map<String, serde_json::Value> =
+                    fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                object.insert("type".into(), serde_json::json!(type_name));
+                let mut frame = Vec::new();
+                encode_frame(&serde_json::to_vec(&object).expect("json"), &mut frame).expect("small");
+                h.server.handle_bytes(h.at(1), conn, &frame);
+            }
+            h.server.handle_bytes(h.at(2), conn, &garbage);
+            let mut decoder = FrameDecoder::default();
+            let mut buf = Vec::new();
+            while let Some(transmit) = h.server.poll_transmit(&mut buf) {
+                decoder.push(&buf[..transmit.len]).expect("valid framing");
+            }
+            while let Some(body) = decoder.next_frame() {
+                prop_assert!(Response::from_json(&body).is_ok());
+            }
+            h.server.handle_timeout(h.at(400));
+        }
+    }
+}

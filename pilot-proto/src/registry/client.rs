@@ -32,6 +32,11 @@ pub struct ClientConfig {
     pub max_pending: usize,
     /// Signatures to attach until the server says it is hardened.
     pub signature_form: SignatureForm,
+    /// Heartbeat period once registered, each success followed by `poll_handshakes` as in
+    /// v0.5 (v0.5: 30 s; the registry reaps after 3 minutes). `None` leaves it to the node.
+    pub heartbeat: Option<Duration>,
+    /// Consecutive failed heartbeats that raise [`ClientEvent::ReRegister`] (v0.5: 3).
+    pub reregister_after: u32,
 }
 
 impl Default for ClientConfig {
@@ -40,6 +45,8 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(10),
             max_pending: 64,
             signature_form: SignatureForm::Both,
+            heartbeat: Some(Duration::from_secs(30)),
+            reregister_after: 3,
         }
     }
 }
@@ -90,6 +97,9 @@ pub enum ClientEvent {
     Reconnect,
     /// The server proved it is hardened; v0.5 signatures are no longer sent.
     ServerHardened,
+    /// Heartbeats keep failing: register again with the same key, then re-apply visibility,
+    /// hostname and trust reports, as v0.5 does.
+    ReRegister,
 }
 
 #[derive(Debug)]
@@ -119,6 +129,9 @@ pub struct RegistryClient {
     events: VecDeque<ClientEvent>,
     next_id: u64,
     connected: bool,
+    next_heartbeat: Option<Instant>,
+    heartbeat_in_flight: Option<RequestId>,
+    heartbeat_failures: u32,
 }
 
 impl RegistryClient {
@@ -144,6 +157,9 @@ impl RegistryClient {
             events: VecDeque::new(),
             next_id: 1,
             connected: false,
+            next_heartbeat: None,
+            heartbeat_in_flight: None,
+            heartbeat_failures: 0,
         }
     }
 
@@ -225,8 +241,10 @@ impl RegistryClient {
         }
     }
 
-    /// Fails the oldest request when its response is overdue, and resets the stream.
+    /// Sends a due heartbeat; fails the oldest request when its response is overdue, and
+    /// then resets the stream.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.on_heartbeat_timer(now);
         let overdue = self
             .pending
             .front()
@@ -261,7 +279,8 @@ impl RegistryClient {
     /// When to call [`Self::handle_timeout`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.front().and_then(|pending| pending.deadline)
+        let deadline = self.pending.front().and_then(|pending| pending.deadline);
+        [deadline, self.next_heartbeat].into_iter().flatten().min()
     }
 
     /// Requests queued or awaiting answers.
@@ -317,7 +336,7 @@ impl RegistryClient {
                 text: reply.error,
             }),
             Ok(response) if response.type_name() == Response::ok_type_for(&request_type) => {
-                self.learn(&response);
+                self.learn(now, &response);
                 Ok(response)
             }
             Ok(response) => Err(RegistryError::Protocol(format!(
@@ -328,17 +347,22 @@ impl RegistryClient {
         };
         let broken = matches!(result, Err(RegistryError::Protocol(_)));
         self.finish(pending, result);
+        if self.connected && !broken {
+            self.write_unwritten(now);
+        }
         if broken {
             self.reset_stream(now);
         }
     }
 
     /// Learns the node id and the server's hardening from `register_ok`.
-    fn learn(&mut self, response: &Response) {
+    fn learn(&mut self, now: Instant, response: &Response) {
         let Response::RegisterOk(ok) = response else {
             return;
         };
         self.node_id = Some(ok.node_id);
+        self.heartbeat_failures = 0;
+        self.next_heartbeat = self.config.heartbeat.map(|period| now + period);
         if ok.hardened == Some(true) && self.form != SignatureForm::Hardened {
             self.form = SignatureForm::Hardened;
             self.events.push_back(ClientEvent::ServerHardened);
@@ -346,12 +370,58 @@ impl RegistryClient {
     }
 
     fn finish(&mut self, pending: Pending, result: Result<Response, RegistryError>) {
+        if self.heartbeat_in_flight == Some(pending.id) {
+            self.on_heartbeat_result(result.is_ok());
+        }
         let request_type = pending.request.type_name().to_owned();
         self.events.push_back(ClientEvent::Response {
             id: pending.id,
             request_type,
             result,
         });
+    }
+
+    fn on_heartbeat_timer(&mut self, now: Instant) {
+        let (Some(due), Some(period)) = (self.next_heartbeat, self.config.heartbeat) else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.next_heartbeat = Some(now + period);
+        if self.heartbeat_in_flight.is_none() {
+            self.heartbeat_in_flight = self.heartbeat(now).ok();
+        }
+    }
+
+    /// v0.5: a successful heartbeat is followed by `poll_handshakes`; failures in a row mean
+    /// the registry has forgotten us.
+    fn on_heartbeat_result(&mut self, ok: bool) {
+        self.heartbeat_in_flight = None;
+        if ok {
+            self.heartbeat_failures = 0;
+            let Some(node_id) = self.node_id else { return };
+            let request = Request::PollHandshakes(NodeSigned {
+                node_id,
+                ..NodeSigned::default()
+            });
+            let id = RequestId(self.next_id);
+            self.next_id += 1;
+            let pending = Pending {
+                id,
+                request,
+                written: false,
+                attempts: 0,
+                deadline: None,
+            };
+            self.pending.push_back(pending);
+            return;
+        }
+        self.heartbeat_failures += 1;
+        if self.heartbeat_failures >= self.config.reregister_after {
+            self.heartbeat_failures = 0;
+            self.events.push_back(ClientEvent::ReRegister);
+        }
     }
 
     fn reset_stream(&mut self, now: Instant) {
