@@ -60,7 +60,7 @@ impl Default for BeaconConfig {
                 period: Duration::from_secs(1),
             },
             control_limit: RateLimit {
-                capacity: 40,
+                capacity: 200,
                 period: Duration::from_secs(10),
             },
             gossip_interval: Duration::from_secs(10),

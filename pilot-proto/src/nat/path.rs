@@ -99,14 +99,10 @@ impl PeerPath {
     }
 
     /// Starts a dial: resolve first (v0.5 `ensureTunnel`). A path already in use is kept.
-    pub fn start(&mut self, now: Instant) {
-        match self.phase {
-            Phase::Idle | Phase::Failed => {
-                self.phase = Phase::Resolving;
-                self.actions.push_back(PathAction::Resolve);
-                let _ = now;
-            }
-            _ => {}
+    pub fn start(&mut self, _now: Instant) {
+        if matches!(self.phase, Phase::Idle | Phase::Failed) {
+            self.phase = Phase::Resolving;
+            self.actions.push_back(PathAction::Resolve);
         }
     }
 
@@ -198,9 +194,8 @@ impl PeerPath {
                 probes_sent,
             } => self.on_connecting_timer(now, started, probes_sent),
             Phase::Direct { addr } => self.on_direct_timer(now, addr),
-            Phase::Revalidating { addr, deadline } if now >= deadline => {
+            Phase::Revalidating { deadline, .. } if now >= deadline => {
                 debug!(peer = self.peer, "direct path lost");
-                let _ = addr;
                 self.enter_relay(now);
                 self.actions.push_back(PathAction::Resolve);
             }

@@ -147,7 +147,7 @@ impl RegistryServer {
             return Err(ErrorCode::RateLimited);
         }
 
-        let id = self.assign_id(now, known, &key_array, r.owner.as_deref(), proven)?;
+        let id = self.assign_id(known, &key_array, r.owner.as_deref())?;
         let endpoint = registered_endpoint(source, r.listen_addr.as_deref());
         self.apply_registration(now, id, key_array, endpoint, r.owner, proven);
         let (hostname, hostname_error) = self.register_hostname(id, r.hostname.as_deref());
@@ -169,11 +169,9 @@ impl RegistryServer {
     /// proved their key, and without owner takeover at all in hardened mode).
     fn assign_id(
         &mut self,
-        now: Instant,
         known: Option<u32>,
         key: &[u8; 32],
         owner: Option<&str>,
-        proven: bool,
     ) -> Result<u32, ErrorCode> {
         if let Some(id) = known {
             return Ok(id);
@@ -198,7 +196,6 @@ impl RegistryServer {
         let id = self.tables.next_node;
         self.tables.next_node = id.checked_add(1).ok_or(ErrorCode::TableFull)?;
         self.tables.key_index.insert(*key, id);
-        let _ = (now, proven);
         Ok(id)
     }
 

@@ -242,7 +242,7 @@ impl RegistryServer {
             self.close(conn, CloseReason::BadFraming);
         }
 
-        // Answer every whole frame, even those before a framing error.
+        // Answer every whole frame (a framing error above already dropped the connection).
         while let Some((peer, body)) = self.next_body(conn) {
             self.answer_frame(now, conn, peer, &body);
         }
