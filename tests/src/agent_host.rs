@@ -42,7 +42,14 @@ pub struct AgentHost {
     pub dialled: Vec<ConnId>,
     /// Every event, in order, with its time (bounded).
     pub log: VecDeque<(Instant, AgentEvent)>,
+    /// The application's dial target: redialled (as an application would) when a dialled
+    /// stream closes before it was established, at most [`MAX_REDIALS`] times.
+    target: Option<AddrPort>,
+    redials: u32,
 }
+
+/// Redials of one target at most.
+pub const MAX_REDIALS: u32 = 5;
 
 impl AgentHost {
     /// Builds the agent for the host in `ctx`, with the host's own endpoint as its only LAN
@@ -70,6 +77,8 @@ impl AgentHost {
             connected: BTreeMap::new(),
             dialled: Vec::new(),
             log: VecDeque::new(),
+            target: None,
+            redials: 0,
         };
         host.drain_events(ctx.now);
         host
@@ -77,6 +86,7 @@ impl AgentHost {
 
     /// Dials `remote` (a stream), recording the stream once it exists.
     pub fn connect(&mut self, now: Instant, remote: AddrPort) {
+        self.target = Some(remote);
         if let Ok(Dial::Ready(stream)) = self.agent.connect(now, remote) {
             self.dialled.push(stream);
         }
@@ -121,7 +131,23 @@ impl AgentHost {
             AgentEvent::Node(NodeEvent::Connected { stream }) => {
                 self.connected.entry(*stream).or_insert(now);
             }
+            AgentEvent::Node(NodeEvent::Closed { stream, .. })
+                if self.dialled.contains(stream) && !self.connected.contains_key(stream) =>
+            {
+                self.redial(now);
+            }
             _ => {}
+        }
+    }
+
+    fn redial(&mut self, now: Instant) {
+        let Some(remote) = self.target else { return };
+        if self.redials >= MAX_REDIALS {
+            return;
+        }
+        self.redials += 1;
+        if let Ok(Dial::Ready(stream)) = self.agent.connect(now, remote) {
+            self.dialled.push(stream);
         }
     }
 

@@ -168,10 +168,17 @@ impl Agent {
             node.handle_timeout(now);
         }
         self.registration_timers(now);
-        for entry in self.peers.values_mut() {
+        let mut opening = Vec::new();
+        for (&peer, entry) in &mut self.peers {
             if entry.path.poll_timeout().is_some_and(|at| at <= now) {
                 entry.path.handle_timeout(now);
             }
+            if entry.open_at.is_some_and(|at| at <= now) {
+                opening.push(peer);
+            }
+        }
+        for peer in opening {
+            self.open_due(now, peer, false);
         }
         self.process(now);
     }
@@ -207,7 +214,11 @@ impl Agent {
             self.node.as_ref().and_then(Node::poll_timeout),
             self.reg.poll_timeout(),
         ];
-        let paths = self.peers.values().filter_map(|e| e.path.poll_timeout());
+        let paths = self
+            .peers
+            .values()
+            .flat_map(|e| [e.path.poll_timeout(), e.open_at])
+            .flatten();
         parts.into_iter().flatten().chain(paths).min()
     }
 

@@ -68,6 +68,12 @@ impl Node {
         self.tunnel.remove_peer(now, peer.node).is_some()
     }
 
+    /// Whether a frame from `peer` decrypted under the current session (so the peer holds our
+    /// key and our frames will open there).
+    pub fn is_peer_confirmed(&self, peer: Addr) -> bool {
+        self.tunnel.peer_state(peer.node) == Some(crate::tunnel::PeerState::Confirmed)
+    }
+
     /// Where the tunnel currently sends `peer`'s frames.
     pub fn peer_endpoint(&self, peer: Addr) -> Option<SocketAddr> {
         self.tunnel.endpoint(peer.node)
