@@ -14,8 +14,10 @@
 //! After any input or command, drain in this order:
 //!
 //! 1. [`Agent::poll_transmit`] until `None` (datagrams for the UDP socket);
-//! 2. [`Agent::poll_registry_bytes`] until `None` (bytes for the registry stream);
-//! 3. [`Agent::poll_event`] until `None` ([`AgentEvent::ConnectRegistry`] is the driver's);
+//! 2. [`Agent::poll_registry_bytes`] until `None` (bytes for the registry stream), and
+//!    [`Agent::poll_beacon_stream_bytes`] until `None` (only once a beacon stream is open);
+//! 3. [`Agent::poll_event`] until `None` ([`AgentEvent::ConnectRegistry`] and
+//!    [`AgentEvent::ConnectBeaconStream`] are the driver's);
 //! 4. re-arm the timer from [`Agent::poll_timeout`].
 //!
 //! # Limitations
@@ -25,9 +27,11 @@
 //!   read either.
 //! - `poll_timeout` and `handle_timeout` visit every tracked peer: O(peers) per call.
 //! - A re-registration that returns a different node id keeps the old node running.
-//! - No relay over TCP: a node whose UDP is blocked registers but reaches nobody.
+//! - The beacon-over-stream fallback for UDP-blocked nodes is a pilot-rs extension: a v0.5
+//!   beacon does not accept it, and once on the stream a node stays there until it closes.
 
 mod app;
+mod beacon_stream;
 mod config;
 mod control;
 mod dialing;
@@ -80,6 +84,7 @@ pub struct Agent {
     next_dial: u64,
     events: VecDeque<AgentEvent>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
+    beacon_stream: beacon_stream::BeaconStream,
     last_now: Instant,
 }
 
@@ -128,6 +133,7 @@ impl Agent {
             next_dial: 1,
             events: VecDeque::new(),
             out: VecDeque::new(),
+            beacon_stream: Default::default(),
             last_now: now,
         };
         agent.events.push_back(AgentEvent::ConnectRegistry);
@@ -244,7 +250,7 @@ impl Agent {
                 len: bytes.len(),
             });
         }
-        self.beacon.as_mut()?.poll_transmit(now, buf)
+        self.beacon_transmit(now, buf)
     }
 
     /// The node's next frame for a real endpoint; frames for relay markers are wrapped into
