@@ -20,7 +20,8 @@ use pilot_proto::wire::addr::{AddrPort, port};
 use pilot_sim::{HostId, LinkConfig, NatConfig, NatId, NetId, Sim, SimBuilder};
 
 use crate::agent_host::AgentHost;
-use crate::rendezvous::{BEACON_PORT, BEACON_STREAM_PORT, REGISTRY_PORT, Rendezvous, SourceMap};
+pub use crate::rendezvous::SourceMap;
+use crate::rendezvous::{BEACON_PORT, BEACON_STREAM_PORT, REGISTRY_PORT, Rendezvous};
 
 /// Where the rendezvous host lives.
 pub const RENDEZVOUS_IP: [u8; 4] = [203, 0, 113, 250];
