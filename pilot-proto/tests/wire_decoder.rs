@@ -109,7 +109,7 @@ udp 50494c54 1101
         "{}",
         errors[4]
     );
-    assert_eq!(errors[5], "packet: truncated: need 34 bytes, got 2");
+    assert_eq!(errors[5], "udp: truncated: need 38 bytes, got 6");
 }
 
 #[test]
@@ -140,4 +140,53 @@ fn every_captured_pilt_and_ipc_frame_decodes() {
         let field = if *kind == "udp" { "seq" } else { "cmd" };
         assert_eq!(&got[field], value, "{got}");
     }
+}
+
+#[test]
+fn every_captured_beacon_tunnel_and_registry_frame_decodes() {
+    let mut input = String::new();
+    let mut expected = Vec::new();
+    for file in ["beacon.jsonl", "tunnel-encrypted.jsonl"] {
+        for line in capture_lines(file) {
+            input += &format!("udp {}\n", line["hex"].as_str().unwrap());
+            expected.push(line);
+        }
+    }
+    for line in capture_lines("registry.jsonl") {
+        input += &format!("registry {}\n", line["frame_hex"].as_str().unwrap());
+        expected.push(line);
+    }
+
+    let (out, status) = decode(&input);
+    assert_eq!(
+        status,
+        Some(0),
+        "{:?}",
+        out.iter().find(|o| o.get("error").is_some())
+    );
+    assert_eq!(out.len(), expected.len());
+    let mut signatures = 0;
+    for (got, want) in out.iter().zip(&expected) {
+        if let Some(magic) = want.get("magic") {
+            assert_eq!(&got["magic"], magic, "{got}");
+        }
+        if want.get("signature_valid").is_some() {
+            assert_eq!(got["signature_valid"], true, "{got}");
+            signatures += 1;
+        }
+        if let Some(name) = want.get("type_name") {
+            assert_eq!(&got["beacon"], name, "{got}");
+        }
+        if let Some(inner) = want.get("inner_hex") {
+            assert!(
+                got["inner"].get("magic").is_some(),
+                "relayed frame not decoded: {got} {inner}"
+            );
+        }
+        if want.get("frame_hex").is_some() {
+            assert_eq!(got["type"], want["type"], "{got}");
+            assert_eq!(got["json"], want["json"], "{got}");
+        }
+    }
+    assert!(signatures >= 5, "only {signatures} PILA signatures checked");
 }

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod rendezvous;
 pub mod server;
 pub mod shim;
+pub mod webhook;
 
 pub use client::{Client, ClientError, Conn, Event, Listener, Subscription};
 pub use shim::addr::{Addr, AddrPort};

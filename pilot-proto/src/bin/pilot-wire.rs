@@ -8,6 +8,9 @@
 //! - `ipc`: one or more length-prefixed daemon IPC frames;
 //! - `registry`: one or more length-prefixed registry JSON frames.
 //!
+//! Inside packets, SACK blocks and whole frames of the data-exchange (1001), event-stream (1002)
+//! and trust (444) services are decoded too; relayed beacon frames are decoded recursively.
+//!
 //! Spaces, `:` and `-` inside the hex are ignored; blank lines and lines starting with `#`
 //! are skipped. Every decoded frame becomes one JSON line on stdout; a line that cannot be
 //! decoded becomes one `{"line":N,"error":"..."}` line and decoding goes on. The exit status
@@ -20,10 +23,15 @@ use std::process::ExitCode;
 
 use pilot_proto::wire::ParseError;
 use pilot_proto::wire::addr::port;
+use pilot_proto::wire::beacon::{BeaconRepr, is_beacon_datagram};
 use pilot_proto::wire::dataexchange::DataFrameRepr;
+use pilot_proto::wire::event::EventFrame;
 use pilot_proto::wire::ipc::{self, HandshakeCmd, IpcMessage};
 use pilot_proto::wire::packet::{Flags, Packet, PacketRepr};
+use pilot_proto::wire::registry::{self, Request, Response};
 use pilot_proto::wire::sack::SackRepr;
+use pilot_proto::wire::trust::TrustMessage;
+use pilot_proto::wire::tunnel::{AuthKeyExchangeRepr, TunnelRepr};
 use serde_json::{Map, Value, json};
 
 const USAGE: &str = "usage: pilot-wire decode < lines\n\n\
@@ -119,7 +127,7 @@ fn decode_line(line: &str) -> Vec<Object> {
         "packet" => vec![decode_packet(&bytes)],
         "udp" => vec![decode_udp(&bytes)],
         "ipc" => decode_stream(&bytes, ipc::frame_len, decode_ipc),
-        "registry" => vec![error("decoder for registry frames not available")],
+        "registry" => decode_stream(&bytes, registry_frame_len, decode_registry),
         other => {
             let msg = format!("unknown kind {other:?}: expected udp, registry, ipc or packet");
             vec![error(msg)]
@@ -257,8 +265,8 @@ fn packet_json(p: &PacketRepr<'_>) -> Value {
     v
 }
 
-/// Decodes what the payload carries when its shape is unambiguous: SACK blocks on an ACK, a
-/// whole data-exchange frame on port 1001.
+/// Decodes what the payload carries when its shape is unambiguous: SACK blocks on an ACK, or
+/// one whole frame of the service on a well-known port (data exchange, event stream, trust).
 fn app_json(p: &PacketRepr<'_>) -> Option<Value> {
     let sack = SackRepr::decode(p.payload)
         .ok()
@@ -272,8 +280,27 @@ fn app_json(p: &PacketRepr<'_>) -> Option<Value> {
         return Some(json!({ "sack": blocks }));
     }
 
-    let on_port = [p.src_port, p.dst_port].contains(&port::DATA_EXCHANGE);
-    let frame = DataFrameRepr::decode(p.payload).ok().filter(|_| on_port)?;
+    let ports = [p.src_port, p.dst_port];
+    if ports.contains(&port::DATA_EXCHANGE) {
+        return data_exchange_json(p.payload);
+    }
+    if ports.contains(&port::EVENT_STREAM) {
+        let frame = EventFrame::new_checked(p.payload).ok()?;
+        let mut o = Object::new();
+        put_text(&mut o, "topic", frame.topic());
+        put_text(&mut o, "payload", frame.payload());
+        return Some(json!({ "event": o }));
+    }
+    if ports.contains(&port::TRUST) {
+        let msg = TrustMessage::parse(p.payload).ok()?;
+        let json: Value = serde_json::from_slice(&msg.to_json()).ok()?;
+        return Some(json!({ "trust": json }));
+    }
+    None
+}
+
+fn data_exchange_json(payload: &[u8]) -> Option<Value> {
+    let frame = DataFrameRepr::decode(payload).ok()?;
     let mut o = Object::new();
     o.insert("data_type".into(), frame.data_type.to_string().into());
     if let Some(name) = frame.filename {
@@ -283,27 +310,158 @@ fn app_json(p: &PacketRepr<'_>) -> Option<Value> {
     Some(json!({ "dataexchange": o }))
 }
 
+/// Relayed frames nest; this bounds how deep a crafted datagram can make the decoder recurse.
+const MAX_RELAY_DEPTH: usize = 4;
+
 fn decode_udp(bytes: &[u8]) -> Object {
-    match bytes {
-        [first, ..] if *first < 0x10 => error("decoder for beacon messages not available"),
-        [b'P', b'I', b'L', b'T', packet @ ..] => {
-            let mut o = decode_packet(packet);
-            o.insert("magic".into(), "PILT".into());
-            o
-        }
-        [b'P', b'I', b'L', b'S' | b'K' | b'A' | b'P', ..] => {
-            let magic = String::from_utf8_lossy(&bytes[..4]).into_owned();
-            error(format!("decoder for {magic} tunnel frames not available"))
-        }
-        _ if bytes.len() < 4 => error(format_args!(
-            "udp: {}",
-            ParseError::Truncated {
-                needed: 4,
-                got: bytes.len()
-            }
-        )),
-        _ => error(format!("udp: unknown magic {}", hex_encode(&bytes[..4]))),
+    decode_datagram(bytes, 0)
+}
+
+fn decode_datagram(bytes: &[u8], depth: usize) -> Object {
+    if is_beacon_datagram(bytes) {
+        return decode_beacon(bytes, depth);
     }
+    match TunnelRepr::parse(bytes) {
+        Ok(frame) => tunnel_json(&frame),
+        Err(ParseError::BadMagic) if bytes.len() >= 4 => {
+            error(format!("udp: unknown magic {}", hex_encode(&bytes[..4])))
+        }
+        Err(e) => error(format_args!("udp: {e}")),
+    }
+}
+
+fn tunnel_json(frame: &TunnelRepr<'_>) -> Object {
+    let magic = String::from_utf8_lossy(&frame.kind().magic()).into_owned();
+    let mut o = match frame {
+        TunnelRepr::Plain(plain) => decode_packet(plain.packet),
+        TunnelRepr::Sealed(sealed) => object(json!({
+            "sender": sealed.sender,
+            "nonce_prefix": hex_encode(&sealed.nonce.prefix),
+            "nonce_counter": sealed.nonce.counter,
+            "sealed_len": sealed.sealed.len(),
+            "sealed_hex": hex_encode(sealed.sealed),
+        })),
+        TunnelRepr::KeyExchange(key) => object(json!({
+            "sender": key.sender,
+            "x25519_pub": hex_encode(&key.public_key),
+        })),
+        TunnelRepr::AuthKeyExchange(auth) => object(json!({
+            "sender": auth.sender,
+            "x25519_pub": hex_encode(&auth.public_key),
+            "ed25519_pub": hex_encode(&auth.signing_key),
+            "signature": hex_encode(&auth.signature),
+            "signature_valid": auth_signature_valid(auth),
+        })),
+        TunnelRepr::Punch => Object::new(),
+    };
+    o.insert("magic".into(), magic.into());
+    o
+}
+
+/// Checks a PILA signature as v0.5 does: plain Ed25519 over `auth ‖ node ‖ X25519 key`.
+fn auth_signature_valid(auth: &AuthKeyExchangeRepr) -> bool {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+    let Ok(key) = VerifyingKey::from_bytes(&auth.signing_key) else {
+        return false;
+    };
+    let signature = Signature::from_bytes(&auth.signature);
+    key.verify(&auth.signed_message(), &signature).is_ok()
+}
+
+fn decode_beacon(bytes: &[u8], depth: usize) -> Object {
+    let msg = match BeaconRepr::parse_bytes(bytes) {
+        Ok(msg) => msg,
+        Err(e) => return error(format_args!("beacon: {e}")),
+    };
+    let mut o = object(json!({ "beacon": format!("{:?}", msg.kind()) }));
+    let inner = match msg {
+        BeaconRepr::Discover { node_id, proof } => {
+            o.insert("node_id".into(), node_id.into());
+            o.insert("proof".into(), proof.is_some().into());
+            None
+        }
+        BeaconRepr::DiscoverReply { observed: at } | BeaconRepr::PunchCommand { peer: at } => {
+            o.insert("endpoint".into(), at.to_string().into());
+            None
+        }
+        BeaconRepr::PunchRequest {
+            requester_id,
+            target_id,
+        } => {
+            o.insert("requester_id".into(), requester_id.into());
+            o.insert("target_id".into(), target_id.into());
+            None
+        }
+        BeaconRepr::Relay {
+            sender_id,
+            dest_id,
+            payload,
+        } => {
+            o.insert("sender_id".into(), sender_id.into());
+            o.insert("dest_id".into(), dest_id.into());
+            Some(payload)
+        }
+        BeaconRepr::RelayDeliver { sender_id, payload } => {
+            o.insert("sender_id".into(), sender_id.into());
+            Some(payload)
+        }
+        BeaconRepr::Sync {
+            beacon_id,
+            node_ids,
+        } => {
+            o.insert("beacon_id".into(), beacon_id.into());
+            o.insert(
+                "node_ids".into(),
+                node_ids.iter().collect::<Vec<_>>().into(),
+            );
+            None
+        }
+        _ => None,
+    };
+    if let Some(inner) = inner {
+        let nested = if depth < MAX_RELAY_DEPTH {
+            decode_datagram(inner, depth + 1)
+        } else {
+            error("relay nesting too deep")
+        };
+        o.insert("inner".into(), Value::Object(nested));
+    }
+    o
+}
+
+/// A registry frame: `u32 length ‖ JSON`, classified against the request and response
+/// catalogues.
+fn decode_registry(frame: &[u8]) -> Object {
+    let body = frame.get(registry::LENGTH_PREFIX..).unwrap_or_default();
+    let json: Value = match serde_json::from_slice(body) {
+        Ok(json) => json,
+        Err(e) => return error(format_args!("registry: body is not JSON: {e}")),
+    };
+
+    let request = Request::from_value(json.clone());
+    let response = Response::from_value(json.clone());
+    let (direction, type_name) = match (&request, &response) {
+        (Ok(r), _) if !matches!(r, Request::Unknown(_)) => ("request", r.type_name().to_owned()),
+        (_, Ok(r)) if !matches!(r, Response::Unknown(_)) => ("response", r.type_name().to_owned()),
+        (Err(e), _) | (_, Err(e)) => return error(format_args!("registry: {e}")),
+        (Ok(r), _) => ("unknown", r.type_name().to_owned()),
+    };
+    object(json!({ "direction": direction, "type": type_name, "json": json }))
+}
+
+fn registry_frame_len(bytes: &[u8]) -> Result<Option<usize>, ParseError> {
+    let Some(len) = bytes.first_chunk::<{ registry::LENGTH_PREFIX }>() else {
+        return Ok(None);
+    };
+    let body = u32::from_be_bytes(*len) as usize;
+    if body > registry::MAX_FRAME_BODY {
+        return Err(ParseError::TooLarge {
+            len: body,
+            max: registry::MAX_FRAME_BODY,
+        });
+    }
+    Ok(Some(registry::LENGTH_PREFIX + body))
 }
 
 fn decode_ipc(frame: &[u8]) -> Object {

@@ -21,10 +21,11 @@ pub const WINDOW_UNIT: usize = 4096;
 pub struct TransportConfig {
     /// Largest stream segment payload (MSS), in bytes.
     pub segment_size: usize,
-    /// Send buffer per connection, in bytes (unacknowledged plus unsent).
+    /// Send buffer per connection, in bytes (unacknowledged plus unsent); at least one segment.
     pub send_buffer: usize,
     /// Receive buffer per connection, in bytes (unread plus out-of-order); the advertised
-    /// window is derived from it.
+    /// window is derived from it. At least two window units (8 KiB), since the window is
+    /// advertised in 4,096-byte units rounded down.
     pub recv_buffer: usize,
     /// Out-of-order ranges held per connection.
     pub max_ooo_ranges: usize,
@@ -93,5 +94,15 @@ impl TransportConfig {
     pub(crate) fn mss(&self) -> usize {
         self.segment_size
             .clamp(64, crate::wire::packet::MAX_PAYLOAD_LEN)
+    }
+
+    /// The send buffer actually used: at least one segment.
+    pub(crate) fn send_buffer_len(&self) -> usize {
+        self.send_buffer.max(self.mss())
+    }
+
+    /// The receive buffer actually used: at least two window units.
+    pub(crate) fn recv_buffer_len(&self) -> usize {
+        self.recv_buffer.max(2 * WINDOW_UNIT)
     }
 }

@@ -10,6 +10,9 @@ pub(crate) const INITIAL_WINDOW_SEGMENTS: usize = 10;
 /// Window after a retransmission timeout, in segments.
 pub(crate) const LOSS_WINDOW_SEGMENTS: usize = 2;
 
+// Limitation: window growth is Reno-like (one segment per RTT in congestion avoidance), so under
+// random loss goodput follows about 1.22·MSS/(RTT·√p); there is no CUBIC or BBR.
+
 /// Congestion window state, in bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Congestion {

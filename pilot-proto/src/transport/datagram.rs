@@ -1,4 +1,4 @@
-//! Datagrams (protocol 0x02) and network broadcast.
+//! Datagrams (protocol 0x02), network broadcast, and answering control pings (protocol 0x03).
 //!
 //! A datagram is one packet with flags, sequence, acknowledgement and window all zero, as v0.5
 //! sends them. Received datagrams with a payload become [`TransportEvent::Datagram`] events,
@@ -44,6 +44,8 @@ impl Transport {
     /// # Errors
     ///
     /// As [`send_datagram`](Self::send_datagram), for the size and port checks.
+    // Limitation: the transport keeps no network membership, so broadcast needs the member
+    // list from the caller (the registry's node list).
     pub fn broadcast_datagram(
         &mut self,
         now: Instant,
@@ -86,6 +88,26 @@ impl Transport {
             src: packet.src_addr_port(),
             dst_port: packet.dst_port,
             data: packet.payload.to_vec(),
+        });
+    }
+
+    /// Control protocol: a ping to port 0 is answered with a pong carrying the same payload,
+    /// sequence = ping sequence, ack = ping sequence + 1 (v0.5 §5.3). A packet with ACK set is
+    /// a pong and is never answered, so two nodes cannot ping-pong forever as v0.5 can.
+    pub(super) fn input_control(&mut self, packet: &PacketRepr<'_>) {
+        if packet.dst_port != 0 || packet.flags.contains(Flags::ACK) {
+            self.stats.packets_dropped += 1;
+            return;
+        }
+        self.enqueue(Queued {
+            dst: packet.src,
+            protocol: Protocol::Control,
+            flags: Flags::ACK,
+            src_port: 0,
+            dst_port: packet.src_port,
+            seq: packet.seq,
+            ack: packet.seq.wrapping_add(1),
+            payload: packet.payload.to_vec(),
         });
     }
 

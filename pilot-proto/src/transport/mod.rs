@@ -29,6 +29,12 @@
 //!   token buckets.
 //! - Broadcast needs the member list of the network from the caller
 //!   ([`Transport::broadcast_datagram`]); the transport keeps no membership.
+//! - Congestion control is Reno-like; under random loss goodput follows about
+//!   1.22·MSS/(RTT·√p) (see `docs/design/transport-goodput.md`).
+//! - A v0.5 FIN that overtakes data v0.5 will never retransmit leaves the connection waiting
+//!   until the idle timeout.
+//! - `poll_timeout` and `handle_timeout` scan every connection, so their cost grows linearly
+//!   with the number of connections (at most `max_connections`).
 
 mod config;
 mod congestion;
@@ -61,8 +67,7 @@ use crate::rng::Rng;
 use crate::wire::addr::{Addr, AddrPort};
 use crate::wire::packet::{Flags, HEADER_LEN, Packet, PacketRepr, Protocol, VERSION};
 
-/// A packet built outside any connection (datagram, reset), waiting for `poll_packet`.
-#[derive(Debug)]
+/// A packet built outside any connection (datagram, reset, pong), waiting for `poll_packet`.
 struct Queued {
     dst: Addr,
     protocol: Protocol,
@@ -72,6 +77,18 @@ struct Queued {
     seq: u32,
     ack: u32,
     payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the payload.
+        f.debug_struct("Queued")
+            .field("dst", &self.dst)
+            .field("protocol", &self.protocol)
+            .field("flags", &self.flags)
+            .field("len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// All stream connections, listeners and datagram traffic of one node.
@@ -177,8 +194,9 @@ impl Transport {
     /// # Errors
     ///
     /// [`StreamError::WouldBlock`] when no byte fits (wait for `Writable`),
-    /// [`StreamError::Closed`] after `close`, [`StreamError::Ended`] after an abnormal end,
-    /// [`StreamError::UnknownConnection`].
+    /// [`StreamError::Closed`] after `close` or once the connection is finishing,
+    /// [`StreamError::UnknownConnection`] once it is forgotten (right after an abnormal
+    /// `Closed` event, or when TIME_WAIT ends).
     pub fn send(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<usize, StreamError> {
         let budget = self.config.max_buffered_bytes.saturating_sub(self.buffered);
         let c = self
@@ -196,8 +214,9 @@ impl Transport {
     ///
     /// # Errors
     ///
-    /// [`StreamError::WouldBlock`] when nothing is readable yet, [`StreamError::Ended`] after
-    /// an abnormal end, [`StreamError::UnknownConnection`].
+    /// [`StreamError::WouldBlock`] when nothing is readable yet,
+    /// [`StreamError::UnknownConnection`] once the connection is forgotten (right after an
+    /// abnormal `Closed` event, or when TIME_WAIT ends; unread data goes with it).
     pub fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, StreamError> {
         let c = self
             .conns
@@ -254,8 +273,9 @@ impl Transport {
         self.conns.get(&conn).map(|c| (c.local_port, c.remote))
     }
 
-    /// Processes one inbound packet (already decrypted and parsed). Packets for another node,
-    /// for no connection, or of a protocol other than stream and datagram are counted and
+    /// Processes one inbound packet (already decrypted and parsed). Stream packets go to their
+    /// connection or listener, datagrams become events, control pings to port 0 are answered.
+    /// Packets for another node, for no connection, or of another protocol are counted and
     /// dropped; a stray stream packet may be answered with a reset.
     pub fn handle_packet(&mut self, now: Instant, packet: &PacketRepr<'_>) {
         self.stats.packets_received += 1;
@@ -263,12 +283,14 @@ impl Transport {
         match packet.protocol {
             Protocol::Stream if packet.dst == self.local => self.input_stream(now, packet),
             Protocol::Datagram if self.is_for_us(packet.dst) => self.input_datagram(packet),
+            Protocol::Control if packet.dst == self.local => self.input_control(packet),
             _ => self.stats.packets_dropped += 1,
         }
     }
 
     /// Writes the next packet (header and payload, checksum filled) into `buf`, replacing its
     /// contents, and returns the destination node; `None` when nothing is due.
+    #[must_use = "a packet was written into the buffer and must be sent"]
     pub fn poll_packet(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Addr> {
         buf.clear();
         if let Some(queued) = self.queued.pop_front() {
@@ -295,6 +317,7 @@ impl Transport {
     }
 
     /// The next application event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransportEvent> {
         let event = self.events.pop_front()?;
         if matches!(event, TransportEvent::Datagram { .. }) {
@@ -304,6 +327,8 @@ impl Transport {
     }
 
     /// When `handle_timeout` should next be called.
+    // Limitation: a linear scan over connections; a timer wheel would make it constant-time.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns.values().filter_map(Conn::next_timeout).min()
     }
@@ -330,6 +355,12 @@ impl Transport {
         stats.connections_open = self.conns.len() as u64;
         stats.buffered_bytes = self.buffered as u64;
         stats
+    }
+
+    /// Events held before new connections are refused: a few per connection plus the
+    /// datagram allowance, so an application that never polls cannot grow the queue forever.
+    fn event_cap(&self) -> usize {
+        4 * self.config.max_connections + self.config.max_pending_datagrams
     }
 
     fn is_for_us(&self, dst: Addr) -> bool {
@@ -402,10 +433,17 @@ impl Transport {
         let full = self.conns.len() >= self.config.max_connections
             || self.ports.count(port) >= self.config.max_connections_per_port;
         let backlog = self.config.accept_backlog;
+        if self.events.len() >= self.event_cap() {
+            // The application is not draining events; take no new connections until it does.
+            self.stats.packets_dropped += 1;
+            return;
+        }
         let Some(listener) = self.ports.listener(port) else {
             self.queue_reset(packet);
             return;
         };
+        // Limitation: there is no per-source SYN rate limit (v0.5 has token buckets); a flood
+        // costs at most the backlog of half-open entries and the connection limits.
         if listener.half_open >= backlog {
             self.stats.packets_dropped += 1;
             return;

@@ -25,7 +25,6 @@ pub(crate) enum Insert {
 }
 
 /// The reassembly buffer of one connection.
-#[derive(Debug)]
 pub(crate) struct RecvBuffer {
     ready: VecDeque<u8>,
     /// Stream offset of the next byte expected in order.
@@ -36,6 +35,19 @@ pub(crate) struct RecvBuffer {
     max_ranges: usize,
     /// Start of the out-of-order range that last received data (reported first in SACK).
     latest: Option<u64>,
+}
+
+impl std::fmt::Debug for RecvBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the bytes: they are application payload.
+        f.debug_struct("RecvBuffer")
+            .field("next", &self.next)
+            .field("readable", &self.ready.len())
+            .field("ooo_ranges", &self.ooo.len())
+            .field("ooo_bytes", &self.ooo_bytes)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 impl RecvBuffer {

@@ -73,6 +73,11 @@ impl RttEstimator {
         self.base_rto().saturating_mul(factor).min(MAX_RTO)
     }
 
+    /// Whether at least one sample was taken.
+    pub(crate) fn has_sample(&self) -> bool {
+        self.srtt.is_some()
+    }
+
     /// The smoothed RTT, or the initial RTO before any sample.
     pub(crate) fn srtt(&self) -> Duration {
         self.srtt.unwrap_or(INITIAL_RTO)

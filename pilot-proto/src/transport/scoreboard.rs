@@ -247,6 +247,18 @@ impl Scoreboard {
         Some(copy)
     }
 
+    /// The newest un-SACKed segment, resent as a tail loss probe: marks it in flight again.
+    pub(crate) fn take_last(&mut self, now: Instant) -> Option<Sent> {
+        let seg = self.segs.iter_mut().rev().find(|s| !s.sacked)?;
+        if seg.lost {
+            seg.lost = false;
+            self.pipe += (seg.end - seg.start) as usize;
+        }
+        seg.sent_at = now;
+        seg.transmissions = seg.transmissions.saturating_add(1);
+        Some(seg.clone())
+    }
+
     /// Whether a segment is waiting for retransmission.
     pub(crate) fn has_lost(&self) -> bool {
         self.segs.iter().any(|s| s.lost)
@@ -271,9 +283,15 @@ impl Scoreboard {
 mod tests {
     use super::*;
 
+    /// An arbitrary epoch; the tests only use durations after it.
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
     #[test]
     fn sack_then_rack_marks_the_hole_lost() {
-        let t0 = Instant::now();
+        let t0 = epoch();
         let ms = Duration::from_millis;
         let mut sb = Scoreboard::default();
         for i in 0..4u64 {
@@ -308,7 +326,7 @@ mod tests {
 
     #[test]
     fn partial_ack_trims() {
-        let t0 = Instant::now();
+        let t0 = epoch();
         let mut sb = Scoreboard::default();
         sb.push(0, 10, t0, false);
         let acked = sb.on_ack(4);

@@ -18,12 +18,22 @@ use std::collections::VecDeque;
 pub(crate) const SACK_MAGIC: [u8; 4] = *b"SACK";
 
 /// Bytes written by the application and not yet acknowledged.
-#[derive(Debug)]
 pub(crate) struct SendBuffer {
     bytes: VecDeque<u8>,
     /// Stream offset of `bytes[0]` (the oldest unacknowledged byte).
     base: u64,
     capacity: usize,
+}
+
+impl std::fmt::Debug for SendBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the bytes: they are application payload.
+        f.debug_struct("SendBuffer")
+            .field("len", &self.bytes.len())
+            .field("base", &self.base)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 impl SendBuffer {

@@ -9,6 +9,8 @@ pub(crate) enum TimerKind {
     Retransmit,
     /// RACK: an outstanding segment becomes lost unless acknowledged by then.
     Rack,
+    /// Tail loss probe: no acknowledgement for two RTTs while data is out.
+    TailProbe,
     /// Zero-window probe (persist timer).
     Persist,
     /// Delayed acknowledgement.
@@ -25,9 +27,10 @@ pub(crate) enum TimerKind {
 
 impl TimerKind {
     /// All kinds, in the order `handle_timeout` services them.
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Retransmit,
         Self::Rack,
+        Self::TailProbe,
         Self::Persist,
         Self::DelayedAck,
         Self::Nagle,
@@ -40,7 +43,7 @@ impl TimerKind {
 /// One optional deadline per [`TimerKind`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 8],
+    deadlines: [Option<Instant>; 9],
 }
 
 impl TimerTable {
@@ -82,6 +85,6 @@ impl TimerTable {
 
     /// Disarms everything.
     pub(crate) fn clear(&mut self) {
-        self.deadlines = [None; 8];
+        self.deadlines = [None; 9];
     }
 }

@@ -141,6 +141,10 @@ pub struct Pair {
     pub b_alive: bool,
     buf: Vec<u8>,
     pub steps: u64,
+    /// Packets A put on the link so far, indexing `drop_mask`.
+    sent_count: usize,
+    /// `true` at index i drops the i-th packet A sends, on top of random loss.
+    pub drop_mask: Vec<bool>,
 }
 
 impl Pair {
@@ -172,6 +176,8 @@ impl Pair {
             b_alive: true,
             buf: Vec::new(),
             steps: 0,
+            sent_count: 0,
+            drop_mask: Vec::new(),
         }
     }
 
@@ -246,6 +252,22 @@ impl Pair {
                 return;
             }
         }
+    }
+
+    /// Processes everything due within `by`, then sets the clock to exactly `by` later.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.now + by;
+        for _ in 0..1_000_000 {
+            self.flush();
+            match self.next_deadline() {
+                Some(t) if t <= target => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(target);
+        self.flush();
     }
 
     /// Steps until nothing is scheduled, bounded like [`Self::run_until`].
@@ -355,7 +377,16 @@ impl Pair {
         let serialize = Duration::from_nanos(wire_bits * 1_000_000_000 / config.bandwidth.max(1));
         link.busy_until = start + serialize;
         let departed = link.busy_until;
-        if self.rng.unit() < config.loss {
+        let mut masked = false;
+        if from == Side::A {
+            masked = self
+                .drop_mask
+                .get(self.sent_count)
+                .copied()
+                .unwrap_or(false);
+            self.sent_count += 1;
+        }
+        if self.rng.unit() < config.loss || masked {
             return;
         }
         let copies = if self.rng.unit() < config.duplicate {

@@ -88,6 +88,8 @@ impl Conn {
     /// SYN_SENT: only a SYN-ACK acknowledging our SYN moves us on.
     fn input_syn_sent(&mut self, packet: &PacketRepr<'_>, ctx: &mut InputCtx<'_>) {
         let flags = packet.flags;
+        // Limitation: a bare SYN here (simultaneous open) is ignored, so two nodes dialing each
+        // other on the same ports at once connect only if one of them retries later.
         if !flags.contains(Flags::SYN) || !flags.contains(Flags::ACK) {
             return;
         }
@@ -186,6 +188,7 @@ impl Conn {
             self.on_delivered(delivered, ctx.now);
         }
         self.detect_losses(ctx.now);
+        self.arm_tail_probe(ctx.now, ctx.config);
     }
 
     /// 1 while a zero-window probe byte beyond `snd_nxt` may be acknowledged.
@@ -249,8 +252,7 @@ impl Conn {
         packet.payload.is_empty()
             && !packet.flags.contains(Flags::FIN)
             && !self.scoreboard.is_empty()
-            && u64::from(packet.window) * crate::transport::config::WINDOW_UNIT as u64
-                == self.peer_window
+            && self.window_bytes(packet.window) == self.peer_window
     }
 
     /// Classic fast retransmit for peers that do not send SACK: the third duplicate ACK marks
@@ -268,6 +270,8 @@ impl Conn {
     /// A segment is known delivered: take an RTT sample (Karn) and advance RACK's reference
     /// (skipping a retransmission whose ACK came too soon to be for it, RFC 8985 §6.2 step 2).
     fn on_delivered(&mut self, delivered: Delivered, now: Instant) {
+        self.tail_probe_out = false;
+        self.pending.tail_probe = false;
         let rtt = now.saturating_duration_since(delivered.sent_at);
         if delivered.once {
             self.rtt.on_sample(rtt);
@@ -383,6 +387,9 @@ impl Conn {
             return;
         }
         let next = self.recv.next();
+        // Limitation: v0.5 sends its FIN without waiting for its data to be acknowledged and
+        // stops retransmitting once closed, so if that data was lost the FIN waits here for
+        // bytes that never come, until the idle timeout ends the connection.
         if fin < next || fin > next + self.recv.window() as u64 {
             return;
         }

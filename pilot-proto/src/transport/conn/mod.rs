@@ -40,6 +40,8 @@ struct Pending {
     ack: bool,
     keepalive: bool,
     probe: bool,
+    /// The tail-loss-probe timer fired: send one segment regardless of the window.
+    tail_probe: bool,
     rst: bool,
     /// The Nagle timer fired: one small segment may go.
     nagle_expired: bool,
@@ -81,6 +83,8 @@ pub(crate) struct Conn {
     rack: Option<(Delivered, Duration)>,
     /// RACK reordering window, in quarters of the minimum RTT.
     reorder_mult: u32,
+    /// A tail loss probe went out and no acknowledgement has arrived since.
+    tail_probe_out: bool,
     dupacks: u32,
     /// Peer's window in bytes, and the segment that last set it (RFC 793 WL1/WL2 as offsets).
     peer_window: u64,
@@ -157,7 +161,7 @@ impl Conn {
             state,
             snd: SeqSpace::new(isn),
             rcv: None,
-            send: SendBuffer::new(config.send_buffer),
+            send: SendBuffer::new(config.send_buffer_len()),
             snd_una: 0,
             snd_nxt: 0,
             fin_queued: false,
@@ -167,11 +171,12 @@ impl Conn {
             cc: Congestion::new(mss, config.max_cwnd),
             rack: None,
             reorder_mult: 1,
+            tail_probe_out: false,
             dupacks: 0,
             peer_window: WINDOW_UNIT as u64,
             window_seq: 0,
             window_ack: 0,
-            recv: RecvBuffer::new(config.recv_buffer, config.max_ooo_ranges),
+            recv: RecvBuffer::new(config.recv_buffer_len(), config.max_ooo_ranges),
             peer_fin: None,
             eof: false,
             unacked_segments: 0,
@@ -286,6 +291,7 @@ impl Conn {
     /// Ends the connection with `reason`, raising `Closed` if the application knows of it.
     fn finish(&mut self, reason: CloseReason, events: &mut Events) {
         let already_reported = matches!(self.state, ConnState::TimeWait | ConnState::Closed);
+        tracing::debug!(id = %self.id, from = ?self.state, ?reason, "connection ended");
         self.state = ConnState::Closed;
         self.timers.clear();
         if self.reason.is_none() {
@@ -310,6 +316,7 @@ impl Conn {
 
     /// Enters TIME_WAIT: the application learns the connection closed normally.
     fn enter_time_wait(&mut self, now: Instant, linger: Duration, events: &mut Events) {
+        tracing::debug!(id = %self.id, from = ?self.state, "time-wait");
         self.state = ConnState::TimeWait;
         self.timers.clear();
         self.timers.set(TimerKind::Linger, now + linger);
@@ -342,10 +349,24 @@ impl Conn {
         !matches!(self.state, ConnState::SynSent | ConnState::Closed)
     }
 
+    /// Records the peer's window. A v0.5 peer (recognised by its ISN of 0, which it always
+    /// uses) counts free slots of its receive queue, one slot per segment whatever its size, so
+    /// a unit is worth one of our segments; our own peers count 4,096-byte units.
     fn set_peer_window(&mut self, units: u16, seq: u64, ack: u64) {
-        self.peer_window = u64::from(units) * WINDOW_UNIT as u64;
+        self.peer_window = self.window_bytes(units);
         self.window_seq = seq;
         self.window_ack = ack;
+    }
+
+    /// The peer's window of `units`, in bytes (see [`Self::set_peer_window`]).
+    fn window_bytes(&self, units: u16) -> u64 {
+        let v05 = self.rcv.is_some_and(|rcv| rcv.isn() == 0);
+        let unit = if v05 {
+            self.mss.min(WINDOW_UNIT)
+        } else {
+            WINDOW_UNIT
+        };
+        u64::from(units) * unit as u64
     }
 
     /// The window we advertise, in v0.5 units of 4,096 bytes (rounded down).
@@ -397,14 +418,23 @@ impl Conn {
         }
     }
 
-    /// Restarts the keepalive and idle timers after hearing from the peer.
+    /// Restarts the idle timer after hearing from the peer.
     fn heard(&mut self, now: Instant, config: &TransportConfig) {
+        if !self.synchronized() || self.state == ConnState::TimeWait {
+            return;
+        }
+        self.timers.set(TimerKind::Idle, now + config.idle_timeout);
+    }
+
+    /// Restarts the keepalive timer after sending: a keepalive goes out only when we have
+    /// been silent for the interval, so each side's own traffic keeps the other's idle timer
+    /// from firing (v0.5 keys its keepalive on the peer's silence instead).
+    pub(super) fn spoke(&mut self, now: Instant, config: &TransportConfig) {
         if !self.synchronized() || self.state == ConnState::TimeWait {
             return;
         }
         self.timers
             .set(TimerKind::Keepalive, now + config.keepalive_interval);
-        self.timers.set(TimerKind::Idle, now + config.idle_timeout);
     }
 }
 

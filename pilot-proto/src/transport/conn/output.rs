@@ -51,16 +51,25 @@ impl Conn {
             return None;
         }
         if self.pending.syn || self.pending.syn_ack {
-            return Some(self.handshake(now));
+            let header = self.handshake(now);
+            self.spoke(now, config);
+            return Some(header);
         }
         if matches!(self.state, ConnState::SynSent | ConnState::SynReceived) {
             return None;
         }
-        self.retransmission(now, buf)
+        let header = self
+            .retransmission(now, buf)
+            .or_else(|| self.tail_probe(now, buf))
             .or_else(|| self.new_data(now, config, buf))
             .or_else(|| self.fin(now))
             .or_else(|| self.probe(buf))
-            .or_else(|| self.pure_ack(buf))
+            .or_else(|| self.pure_ack(buf))?;
+        self.spoke(now, config);
+        if matches!(header.kind, OutKind::Data | OutKind::Retransmit) {
+            self.arm_tail_probe(now, config);
+        }
+        Some(header)
     }
 
     /// A header with no ACK information (SYN, RST).
@@ -94,11 +103,15 @@ impl Conn {
 
     /// SYN or SYN-ACK, with the v0.5 backoff (1 s doubling to 8 s).
     fn handshake(&mut self, now: Instant) -> OutHeader {
-        self.syn_transmissions = self.syn_transmissions.saturating_add(1);
-        self.handshake_sent = (self.syn_transmissions == 1).then_some(now);
-        let shift = u32::from(self.syn_transmissions - 1).min(3);
-        let rto = (SYN_RTO_INITIAL * (1 << shift)).min(SYN_RTO_MAX);
-        self.timers.set(TimerKind::Retransmit, now + rto);
+        if matches!(self.state, ConnState::SynSent | ConnState::SynReceived) {
+            // Only the handshake itself is timed; a SYN-ACK repeated later (the peer lost
+            // ours) leaves the data retransmission timer alone.
+            self.syn_transmissions = self.syn_transmissions.saturating_add(1);
+            self.handshake_sent = (self.syn_transmissions == 1).then_some(now);
+            let shift = u32::from(self.syn_transmissions - 1).min(3);
+            let rto = (SYN_RTO_INITIAL * (1 << shift)).min(SYN_RTO_MAX);
+            self.timers.set(TimerKind::Retransmit, now + rto);
+        }
         let isn = self.snd.isn();
         if self.pending.syn {
             self.pending.syn = false;
@@ -237,6 +250,68 @@ impl Conn {
             // Unreachable: the buffer was sized from `buffer_len`. Send a plain ACK instead.
             buf.truncate(at);
         }
+    }
+
+    /// Tail loss probe (RFC 8985 §7): when nothing has been acknowledged for about two RTTs,
+    /// send one segment (new data if the peer's window allows, else the newest outstanding
+    /// one) outside the congestion window, so that the ACK it provokes lets RACK find the
+    /// losses instead of waiting for the retransmission timeout.
+    fn tail_probe(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<OutHeader> {
+        if !self.pending.tail_probe {
+            return None;
+        }
+        self.pending.tail_probe = false;
+        if self.scoreboard.has_lost() {
+            // Retransmissions are pending: they provoke the ACK a probe would.
+            return None;
+        }
+        self.tail_probe_out = true;
+        let peer_room = (self.snd_una + self.peer_window).saturating_sub(self.snd_nxt) as usize;
+        let available = self.send.end().saturating_sub(self.snd_nxt) as usize;
+        if !self.fin_sent && available > 0 && peer_room > 0 {
+            let len = self
+                .send
+                .cut(self.snd_nxt, self.mss.min(available).min(peer_room));
+            if len > 0 && self.send.copy_to(self.snd_nxt, len, buf) {
+                let start = self.snd_nxt;
+                self.snd_nxt += len as u64;
+                self.scoreboard.push(start, self.snd_nxt, now, false);
+                return Some(self.acking(Flags::EMPTY, self.snd.seq(start), OutKind::Data));
+            }
+        }
+        let seg = self.scoreboard.take_last(now)?;
+        let seq = self.snd.seq(seg.start);
+        if seg.fin {
+            return Some(self.acking(Flags::FIN, seq, OutKind::Control));
+        }
+        let len = (seg.end - seg.start) as usize;
+        if !self.send.copy_to(seg.start, len, buf) {
+            return None;
+        }
+        Some(self.acking(Flags::EMPTY, seq, OutKind::Retransmit))
+    }
+
+    /// Arms the tail-loss-probe timer two smoothed RTTs out (plus the peer's delayed-ACK time
+    /// when a single segment is out), unless a probe is already unanswered, nothing is in
+    /// flight, there is no RTT sample yet, or the retransmission timer would fire first.
+    pub(super) fn arm_tail_probe(&mut self, now: Instant, config: &TransportConfig) {
+        self.timers.stop(TimerKind::TailProbe);
+        if self.tail_probe_out || self.scoreboard.is_empty() || !self.rtt.has_sample() {
+            return;
+        }
+        let mut pto = self.rtt.srtt() * 2;
+        if self.scoreboard.pipe() <= self.mss {
+            pto += config.delayed_ack;
+        }
+        let at = now + pto.max(Duration::from_millis(10));
+        if self
+            .timers
+            .get(TimerKind::Retransmit)
+            .is_some_and(|rto| at >= rto)
+        {
+            return;
+        }
+        self.timers.set(TimerKind::TailProbe, at);
     }
 
     fn arm_retransmit(&mut self, now: Instant) {

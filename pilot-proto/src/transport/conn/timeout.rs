@@ -30,6 +30,7 @@ impl Conn {
         match kind {
             TimerKind::Retransmit => self.on_retransmit_timeout(now, config, events),
             TimerKind::Rack => self.detect_losses(now),
+            TimerKind::TailProbe => self.pending.tail_probe = !self.scoreboard.is_empty(),
             TimerKind::Persist => {
                 self.pending.probe = true;
                 let next = self.backoff_persist();
@@ -37,11 +38,7 @@ impl Conn {
             }
             TimerKind::DelayedAck => self.pending.ack = true,
             TimerKind::Nagle => self.pending.nagle_expired = true,
-            TimerKind::Keepalive => {
-                self.pending.keepalive = true;
-                self.timers
-                    .set(TimerKind::Keepalive, now + config.keepalive_interval);
-            }
+            TimerKind::Keepalive => self.pending.keepalive = true,
             TimerKind::Idle => {
                 self.pending.rst = true;
                 self.finish(CloseReason::IdleTimeout, events);
@@ -65,6 +62,8 @@ impl Conn {
                     let reason = CloseReason::ConnectTimeout;
                     self.finish(reason, events);
                 } else if self.state == ConnState::SynSent {
+                    // Limitation: v0.5 switches the peer to the beacon relay after the third
+                    // unanswered SYN; the transport only retransmits, the node owns the path.
                     self.pending.syn = true;
                 } else {
                     self.pending.syn_ack = true;
@@ -77,7 +76,11 @@ impl Conn {
     /// RFC 6298 §5.4–5.6: back off, collapse the window, resend from the oldest hole; give up
     /// with a reset once a segment has used all its transmissions.
     fn on_data_timeout(&mut self, now: Instant, config: &TransportConfig, events: &mut Events) {
-        let Some(oldest) = self.scoreboard.first_unsacked().or(self.scoreboard.first()) else {
+        let Some(oldest) = self
+            .scoreboard
+            .first_unsacked()
+            .or_else(|| self.scoreboard.first())
+        else {
             return;
         };
         if oldest.transmissions >= config.max_transmissions {
