@@ -304,3 +304,51 @@ fn send_file_of_twenty_megabytes_arrives_whole() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_dial_does_not_hold_up_other_requests() {
+    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let (mut a, mut b) = (TestNode::new(), TestNode::new());
+    start_node(&mut a, &rv.registry);
+    let addr_b = start_node(&mut b, &rv.registry);
+    // B goes away but stays registered: a dial to it can only end by timing out.
+    b.stop();
+    let client = Client::connect(a.dir().join("pilot.sock"))
+        .await
+        .expect("client");
+    let remote = AddrPort {
+        addr: addr_b.parse().expect("addr"),
+        port: 7,
+    };
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { client.dial(remote).await.map(|_| ()) })
+    };
+    // While that dial waits, other requests on the same client and session are answered.
+    for _ in 0..5 {
+        let info = tokio::time::timeout(Duration::from_secs(5), client.info()).await;
+        assert!(
+            matches!(info, Ok(Ok(_))),
+            "info answered while a dial is pending"
+        );
+    }
+    let me = client.address().await.expect("address");
+    let mut echo = client
+        .dial(AddrPort { addr: me, port: 7 })
+        .await
+        .expect("dial self");
+    echo.write_all(b"still-here").await.expect("write");
+    echo.flush().await.expect("flush");
+    let mut back = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), echo.read_exact(&mut back))
+        .await
+        .expect("in time")
+        .expect("echo");
+    assert_eq!(&back, b"still-here");
+    assert!(
+        !slow.is_finished(),
+        "the dial to a vanished node is still pending (it can only time out)"
+    );
+    slow.abort();
+    a.stop();
+}
