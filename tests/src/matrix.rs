@@ -226,6 +226,17 @@ pub fn agent_config() -> AgentConfig {
 
 /// Builds a cell with `loss` on every link.
 pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
+    build_cell_with(seed, a, b, loss, (agent_config(), agent_config()))
+}
+
+/// [`build_cell`] with the agents' configurations given (`a`'s, then `b`'s).
+pub fn build_cell_with(
+    seed: u64,
+    a: NatKind,
+    b: NatKind,
+    loss: f64,
+    configs: (AgentConfig, AgentConfig),
+) -> Cell {
     let mut builder = SimBuilder::new(seed);
     let link = LinkConfig::with_latency(Duration::from_millis(10))
         .jitter(Duration::from_millis(2))
@@ -249,8 +260,8 @@ pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
     } else {
         b.nat().map(|c| builder.nat("nat-b", NetId::INTERNET, c))
     };
-    let a_host = add_agent(&mut builder, "a", nat_a);
-    let b_host = add_agent(&mut builder, "b", nat_b);
+    let a_host = add_agent(&mut builder, "a", nat_a, configs.0);
+    let b_host = add_agent(&mut builder, "b", nat_b, configs.1);
     debug_assert_eq!((rendezvous, a_host, b_host), (RENDEZVOUS, A, B));
     let mut cell = Cell {
         sim: builder.build().expect("the matrix topology is valid"),
@@ -264,11 +275,16 @@ pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
     cell
 }
 
-fn add_agent(builder: &mut SimBuilder, name: &str, nat: Option<NatId>) -> HostId {
+fn add_agent(
+    builder: &mut SimBuilder,
+    name: &str,
+    nat: Option<NatId>,
+    config: AgentConfig,
+) -> HostId {
     let net = nat.map_or(NetId::INTERNET, NatId::inside);
     let registry = SocketAddr::from((RENDEZVOUS_IP, REGISTRY_PORT));
     builder.host(name, net, move |ctx: &_| {
-        Box::new(AgentHost::new(ctx, agent_config(), registry))
+        Box::new(AgentHost::new(ctx, config.clone(), registry))
     })
 }
 

@@ -276,6 +276,25 @@ impl Agent {
         }
     }
 
+    /// A punch probe arrived from `from`. If it shares the IP of a peer we are still keying
+    /// with but not its port, the peer sits behind a NAT that maps per destination and this
+    /// is its mapping towards us (a peer-reflexive candidate): send the key exchange there.
+    pub(super) fn on_punch_probe(&mut self, now: Instant, from: SocketAddr) {
+        let Some(node) = &mut self.node else { return };
+        let network = node.address().network;
+        for (&peer, entry) in &mut self.peers {
+            let addr = Addr::new(network, peer);
+            let same_host = entry
+                .resolved
+                .is_some_and(|r| r.ip() == from.ip() && r != from);
+            if !same_host || !entry.in_tunnel || node.is_peer_keyed(addr) {
+                continue;
+            }
+            entry.path.handle_punch_command(now, from);
+            let _ = node.set_peer_endpoint(now, addr, from);
+        }
+    }
+
     /// A relayed frame from `sender`: the node sees it as coming from the sender's marker.
     pub(super) fn on_relayed(&mut self, now: Instant, sender: u32, mut frame: Vec<u8>) {
         self.tunnel_datagram(now, relay_marker(sender), &mut frame);

@@ -152,6 +152,9 @@ impl Agent {
                 beacon.handle_datagram(now, from, datagram);
             }
         } else {
+            if datagram == crate::beacon::PUNCH_PROBE {
+                self.on_punch_probe(now, from);
+            }
             self.tunnel_datagram(now, from, datagram);
         }
         self.process(now);
