@@ -243,16 +243,7 @@ pub fn build_cell_with(
         .loss(loss);
     builder.default_link(link);
     let sources = SourceMap::default();
-    let map = sources.clone();
-    let rendezvous = builder.host("rendezvous", NetId::INTERNET, move |ctx: &_| {
-        Box::new(Rendezvous::new(ctx, map.clone()))
-    });
-    builder
-        .host_mut(rendezvous)
-        .addr(RENDEZVOUS_IP.into())
-        .udp_ports(&[BEACON_PORT])
-        .listen(REGISTRY_PORT)
-        .listen(BEACON_STREAM_PORT);
+    let rendezvous = add_rendezvous(&mut builder, sources.clone());
     let nat_a = a.nat().map(|c| builder.nat("nat-a", NetId::INTERNET, c));
     let shared = a == b && a.is_lan();
     let nat_b = if shared {
@@ -273,6 +264,19 @@ pub fn build_cell_with(
     };
     cell.refresh_sources();
     cell
+}
+
+fn add_rendezvous(builder: &mut SimBuilder, sources: SourceMap) -> HostId {
+    let rendezvous = builder.host("rendezvous", NetId::INTERNET, move |ctx: &_| {
+        Box::new(Rendezvous::new(ctx, sources.clone()))
+    });
+    builder
+        .host_mut(rendezvous)
+        .addr(RENDEZVOUS_IP.into())
+        .udp_ports(&[BEACON_PORT])
+        .listen(REGISTRY_PORT)
+        .listen(BEACON_STREAM_PORT);
+    rendezvous
 }
 
 fn add_agent(

@@ -41,41 +41,47 @@ fn private_node_refuses_untrusted_stream_with_a_reason() {
             sim.act::<AgentHost, _>(B, |h, now| h.connect(now, AddrPort::new(a, 1000)));
             sim.run_for(Duration::from_secs(5)).expect("run");
 
-            let refused = host(sim, B).log.iter().find_map(|(_, event)| match event {
-                AgentEvent::Refused { peer, reason } if *peer == a => Some(reason.clone()),
-                _ => None,
-            });
-            let reason = refused.expect("the dialler was told it was refused");
-            assert!(
-                reason.contains("private"),
-                "reason names the cause: {reason}"
-            );
-            // The transport completes its handshake before the application layer decides, so
-            // the dialler sees the stream open and then reset.
-            let reset = host(sim, B).log.iter().any(|(_, event)| {
-                matches!(
-                    event,
-                    AgentEvent::Node(NodeEvent::Closed {
-                        reason: CloseReason::Reset,
-                        ..
-                    })
-                )
-            });
-            assert!(reset, "the refused stream was reset");
-            let seen = host(sim, A)
-                .log
-                .iter()
-                .any(|(_, event)| matches!(event, AgentEvent::RefusedInbound { port: 1000, .. }));
-            assert!(seen, "the private node reported the refusal");
-            let incoming = host(sim, A).log.iter().any(|(_, event)| {
-                matches!(
-                    event,
-                    AgentEvent::Node(NodeEvent::Incoming { port: 1000, .. })
-                )
-            });
-            assert!(!incoming, "the application never saw the untrusted stream");
+            assert_refused(sim, a);
         },
     );
+}
+
+/// The dialler (b) learned why, its stream was reset, and the private node (a) kept the stream
+/// from its application.
+fn assert_refused(sim: &Sim, a: pilot_proto::wire::addr::Addr) {
+    let refused = host(sim, B).log.iter().find_map(|(_, event)| match event {
+        AgentEvent::Refused { peer, reason } if *peer == a => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = refused.expect("the dialler was told it was refused");
+    assert!(
+        reason.contains("private"),
+        "reason names the cause: {reason}"
+    );
+    // The transport completes its handshake before the application layer decides, so
+    // the dialler sees the stream open and then reset.
+    let reset = host(sim, B).log.iter().any(|(_, event)| {
+        matches!(
+            event,
+            AgentEvent::Node(NodeEvent::Closed {
+                reason: CloseReason::Reset,
+                ..
+            })
+        )
+    });
+    assert!(reset, "the refused stream was reset");
+    let seen = host(sim, A)
+        .log
+        .iter()
+        .any(|(_, event)| matches!(event, AgentEvent::RefusedInbound { port: 1000, .. }));
+    assert!(seen, "the private node reported the refusal");
+    let incoming = host(sim, A).log.iter().any(|(_, event)| {
+        matches!(
+            event,
+            AgentEvent::Node(NodeEvent::Incoming { port: 1000, .. })
+        )
+    });
+    assert!(!incoming, "the application never saw the untrusted stream");
 }
 
 #[test]

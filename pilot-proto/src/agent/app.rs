@@ -219,6 +219,8 @@ impl Agent {
     }
 
     /// A private node resets streams from untrusted peers and tells them why.
+    // Limitation: built-in service ports never raise `Incoming`, so they are not checked, and
+    // the transport has already completed the handshake when this runs.
     fn admit_stream(&mut self, now: Instant, stream: ConnId, port: u16, remote: AddrPort) {
         let Err(refusal) = self.trust.admit_connection(remote.addr.node, port) else {
             self.forward(NodeEvent::Incoming {

@@ -27,6 +27,10 @@
 //!   read either.
 //! - `poll_timeout` and `handle_timeout` visit every tracked peer: O(peers) per call.
 //! - A re-registration that returns a different node id keeps the old node running.
+//! - Admission covers application ports only: the built-in echo and event-broker services
+//!   answer every keyed peer. The transport completes its handshake before admission, so a
+//!   refused dialler sees its stream open, then reset, then the `Refused` reason.
+//! - No port prediction: a symmetric NAT facing a port-filtering one stays relayed.
 //! - The beacon-over-stream fallback for UDP-blocked nodes is a pilot-rs extension: a v0.5
 //!   beacon does not accept it, and once on the stream a node stays there until it closes.
 
@@ -101,21 +105,7 @@ impl Agent {
     ) -> Self {
         let mut rng = Rng::from_seed(seed);
         let identity = Identity::from_seed(&key.to_bytes());
-        let registry = RegistryClient::new(
-            config.registry.clone(),
-            now,
-            unix_now,
-            Some(key.clone()),
-            rng.fork(),
-        );
-        let beacon = config.beacon.map(|addr| {
-            BeaconClient::new(
-                BeaconClientConfig::new(addr),
-                now,
-                unix_now,
-                Some(key.clone()),
-            )
-        });
+        let (registry, beacon) = Self::clients(&config, &key, &mut rng, now, unix_now);
         let mut trust = TrustStore::new(0, key, config.trust_mode, rng.fork());
         trust.set_private(!config.public);
         let mut agent = Self {
@@ -140,6 +130,27 @@ impl Agent {
         agent.start_registration(now);
         agent.process(now);
         agent
+    }
+
+    fn clients(
+        config: &AgentConfig,
+        key: &SigningKey,
+        rng: &mut Rng,
+        now: Instant,
+        unix_now: u64,
+    ) -> (RegistryClient, Option<BeaconClient>) {
+        let key = Some(key.clone());
+        let registry = RegistryClient::new(
+            config.registry.clone(),
+            now,
+            unix_now,
+            key.clone(),
+            rng.fork(),
+        );
+        let beacon = config.beacon.map(|addr| {
+            BeaconClient::new(BeaconClientConfig::new(addr), now, unix_now, key.clone())
+        });
+        (registry, beacon)
     }
 
     /// Handles one datagram received on the UDP socket (beacon messages and tunnel frames).
@@ -223,6 +234,7 @@ impl Agent {
             self.node.as_ref().and_then(Node::poll_timeout),
             self.reg.poll_timeout(),
         ];
+        // Limitation: every tracked peer is visited (O(peers) per call).
         let paths = self
             .peers
             .values()
