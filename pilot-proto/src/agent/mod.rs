@@ -97,12 +97,14 @@ impl Agent {
     /// the registry stream at once ([`AgentEvent::ConnectRegistry`]) and registers when the
     /// beacon has observed our endpoint (or after `register_wait`).
     pub fn new(
-        config: AgentConfig,
+        mut config: AgentConfig,
         key: SigningKey,
         seed: [u8; 32],
         now: Instant,
         unix_now: u64,
     ) -> Self {
+        config.nat.beacon_available = config.beacon.is_some();
+        config.nat = config.nat.clamped();
         let mut rng = Rng::from_seed(seed);
         let identity = Identity::from_seed(&key.to_bytes());
         let (registry, beacon) = Self::clients(&config, &key, &mut rng, now, unix_now);
