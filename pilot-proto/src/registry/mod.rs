@@ -22,6 +22,9 @@
 //!   primary without a token answers it.
 //! - Hardened-proof nonces are remembered in memory only; after a registry restart a proof
 //!   captured in the previous 120 s could be replayed once.
+//! - `beacon_register` stays unauthenticated (the v0.5 message has no credential field), so a
+//!   rogue beacon can still be listed; it is only required to give a parsable address and is
+//!   bounded in number.
 //! - `lookup` stays unauthenticated (v0.5 daemons need it to fetch keys), so ids, keys,
 //!   hostnames and tags remain enumerable; only endpoints of private nodes are protected.
 
