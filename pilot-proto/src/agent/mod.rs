@@ -75,6 +75,7 @@ const MAX_WRAPS_PER_POLL: usize = 4096;
 #[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
+    key: SigningKey,
     identity: Identity,
     rng: Rng,
     clock: WallClock,
@@ -108,11 +109,12 @@ impl Agent {
         let mut rng = Rng::from_seed(seed);
         let identity = Identity::from_seed(&key.to_bytes());
         let (registry, beacon) = Self::clients(&config, &key, &mut rng, now, unix_now);
-        let mut trust = TrustStore::new(0, key, config.trust_mode, rng.fork());
+        let mut trust = TrustStore::new(0, key.clone(), config.trust_mode, rng.fork());
         trust.set_private(!config.public);
         let mut agent = Self {
             reg: Registration::new(now, &config),
             config,
+            key,
             identity,
             rng,
             clock: WallClock::new(now, unix_now),
