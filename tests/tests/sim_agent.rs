@@ -6,6 +6,7 @@ use std::time::Duration;
 use pilot_proto::agent::AgentEvent;
 use pilot_proto::node::NodeEvent;
 use pilot_proto::transport::CloseReason;
+use pilot_proto::trust::TrustEvent;
 use pilot_proto::wire::addr::AddrPort;
 use pilot_sim::{Scenario, Sim};
 use pilot_tests::agent_host::AgentHost;
@@ -153,6 +154,36 @@ fn registry_stream_loss_is_recovered() {
                 sim.run_until_true(sim.now() + Duration::from_secs(30), connected)
                     .expect("run")
             );
+        },
+    );
+}
+
+#[test]
+fn trust_handshake_goes_over_the_tunnel_in_seconds() {
+    Scenario::new("trust_handshake_goes_over_the_tunnel_in_seconds").run(
+        |seed| build_cell(seed, NatKind::FullCone, NatKind::PortRestricted, 0.0).sim,
+        |sim| {
+            let outcome = run_sim(sim, Expected::Direct);
+            assert!(outcome.reached(Expected::Direct), "{outcome}");
+            let (a, b) = (address(sim, A).expect("a"), address(sim, B).expect("b"));
+            sim.act::<AgentHost, _>(A, |h, now| h.agent.handshake(now, b, "hello").expect("ask"));
+            let pending = move |sim: &Sim| {
+                host(sim, B).log.iter().any(|(_, e)| {
+                    matches!(e, AgentEvent::Trust(TrustEvent::Pending { peer }) if *peer == a.node)
+                })
+            };
+            let asked = sim.now();
+            assert!(
+                sim.run_until_true(asked + Duration::from_secs(3), pending)
+                    .expect("run")
+            );
+            sim.act::<AgentHost, _>(B, |h, now| h.agent.approve(now, a).expect("approve"));
+            let trusted = move |sim: &Sim| host(sim, A).agent.trust().is_trusted(b.node);
+            assert!(
+                sim.run_until_true(sim.now() + Duration::from_secs(3), trusted)
+                    .expect("run")
+            );
+            assert!(host(sim, B).agent.trust().is_trusted(a.node));
         },
     );
 }

@@ -179,6 +179,9 @@ impl Agent {
     }
 
     fn on_node_event(&mut self, now: Instant, event: NodeEvent) {
+        let Some(event) = self.trust_stream_event(now, event) else {
+            return;
+        };
         match event {
             NodeEvent::UnknownPeer { node, from } => self.on_unknown_peer(now, node, from),
             NodeEvent::NonTunnel { .. } => {}

@@ -188,9 +188,9 @@ impl Agent {
 
     fn on_trust_action(&mut self, now: Instant, action: TrustAction) {
         let queued: Result<Option<RequestId>, RegistryError> = match action {
-            // Limitation: no direct port-444 stream; the registry relay carries every message.
+            // Limitation: only over a tunnel that is keyed already; no dial just for this.
             TrustAction::SendDirect { peer, message } => {
-                self.trust.handle_direct_failure(peer, &message);
+                self.send_trust_direct(now, peer, message);
                 Ok(None)
             }
             TrustAction::RelayRequest {
