@@ -328,7 +328,11 @@ impl Driver {
         } else {
             Interest::READABLE
         };
-        match self.poll.registry().reregister(&mut self.udp, UDP, interest) {
+        match self
+            .poll
+            .registry()
+            .reregister(&mut self.udp, UDP, interest)
+        {
             Ok(()) => self.udp_writable = want,
             Err(e) => tracing::warn!(error = %e, "could not re-register the udp socket"),
         }

@@ -127,13 +127,19 @@ mod tests {
         fs::write(&path, "{not json").expect("write");
         fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
-        assert!(matches!(load_or_create(&path), Err(MioError::Identity { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(MioError::Identity { .. })
+        ));
         assert_eq!(fs::read_to_string(&path).expect("read"), "{not json");
 
         load_or_create(&dir.path().join("ok.json")).expect("create");
         let ok = dir.path().join("ok.json");
         fs::set_permissions(&ok, std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .expect("chmod");
-        assert!(matches!(load_or_create(&ok), Err(MioError::Identity { .. })));
+        assert!(matches!(
+            load_or_create(&ok),
+            Err(MioError::Identity { .. })
+        ));
     }
 }

@@ -207,13 +207,17 @@ impl MioNode {
     /// [`MioError::Stopped`].
     pub fn dial(&self, remote: AddrPort, timeout: Duration) -> Result<Stream> {
         let deadline = Instant::now() + timeout;
-        let dial = self.command(|agent, now| agent.connect(now, remote))?;
-        let id = match dial {
-            Dial::Ready(id) => {
-                let mut driver = self.inner.borrow_mut();
-                driver.state.streams.entry(id).or_default();
-                id
+        // The stream's state entry must exist before the drain: a stream to this node itself
+        // is established within the command.
+        let dial = self.with(|d, now| {
+            let dial = d.agent.connect(now, remote);
+            if let Ok(Dial::Ready(id)) = dial {
+                d.state.streams.entry(id).or_default();
             }
+            dial
+        })?;
+        let id = match dial {
+            Dial::Ready(id) => id,
             Dial::Pending(dial) => {
                 let take = |n: &MioNode| n.inner.borrow().state.dials.contains_key(&dial);
                 self.run_until(take, deadline)?;

@@ -60,7 +60,12 @@ impl MioNode {
     ///
     /// # Errors
     /// As [`Self::subscribe`], and [`MioError::Dial`] when `node` cannot be reached.
-    pub fn subscribe_at(&self, node: Addr, filter: &str, timeout: Duration) -> Result<Subscription> {
+    pub fn subscribe_at(
+        &self,
+        node: Addr,
+        filter: &str,
+        timeout: Duration,
+    ) -> Result<Subscription> {
         let parsed = TopicFilter::parse(filter).map_err(|e| MioError::Topic(e.to_string()))?;
         let deadline = Instant::now() + timeout;
         let stream = self.dial(AddrPort::new(node, port::EVENT_STREAM), timeout)?;
@@ -105,7 +110,10 @@ impl MioNode {
             dropped: 0,
             buf: vec![0u8; 4096],
         };
-        let frames = [client.session.hello(), client.session.publish(&topic, payload)];
+        let frames = [
+            client.session.hello(),
+            client.session.publish(&topic, payload),
+        ];
         client.write_frames(&frames, deadline)?;
         loop {
             match client.next_message(deadline)? {
@@ -114,7 +122,9 @@ impl MioNode {
                 _ => {}
             }
         }
-        client.stream.finish(deadline.saturating_duration_since(Instant::now()))
+        client
+            .stream
+            .finish(deadline.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -206,7 +216,8 @@ impl Subscription {
                 return Ok(message);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
             let n = self.stream.read(&mut self.buf).map_err(io_to_mio)?;
             if n == 0 {
                 return Err(MioError::Broker("the broker closed the connection".into()));

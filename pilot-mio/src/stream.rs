@@ -146,9 +146,9 @@ impl io::Write for Stream {
                 Ok(0) => {}
                 Ok(n) => return Ok(n),
                 Err(MioError::Agent(e)) if would_block(&e) => {}
-                Err(MioError::Agent(AgentError::Node(NodeError::Stream(
-                    StreamError::Ended(reason),
-                )))) => return Err(closed(reason)),
+                Err(MioError::Agent(AgentError::Node(NodeError::Stream(StreamError::Ended(
+                    reason,
+                ))))) => return Err(closed(reason)),
                 Err(e) => return Err(to_io(e)),
             }
             if let Some(reason) = self.closed_reason() {
@@ -229,7 +229,12 @@ impl Listener {
     pub fn accept(&self, timeout: Duration) -> Result<Stream> {
         let port = self.port;
         let pop = |n: &MioNode| {
-            n.with(|d, _| d.state.incoming.get_mut(&port).and_then(VecDeque::pop_front))
+            n.with(|d, _| {
+                d.state
+                    .incoming
+                    .get_mut(&port)
+                    .and_then(VecDeque::pop_front)
+            })
         };
         let deadline = Instant::now() + timeout;
         loop {
