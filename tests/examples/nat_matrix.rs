@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use pilot_sim::seed::derive_seed;
-use pilot_tests::matrix::{KINDS, NatKind, build_cell, expected, loss_for, run_cell};
+use pilot_tests::matrix::{KINDS, NatKind, build_cell, expected, loss_for, run_cell, run_seed};
 
 struct Args {
     seeds: u64,
@@ -50,7 +49,7 @@ fn run(a: NatKind, b: NatKind, seeds: u64) -> CellReport {
         connect: Vec::new(),
     };
     for index in 0..seeds {
-        let seed = cell_seed(a, b, index);
+        let seed = run_seed(a, b, index);
         let mut cell = build_cell(seed, a, b, loss_for(seed));
         let outcome = run_cell(&mut cell, want);
         if outcome.reached(want) {
@@ -61,13 +60,6 @@ fn run(a: NatKind, b: NatKind, seeds: u64) -> CellReport {
         }
     }
     report
-}
-
-/// The seed of run `index` of cell (a, b); the matrix test derives it the same way.
-fn cell_seed(a: NatKind, b: NatKind, index: u64) -> u64 {
-    let master = (a as u64) << 8 | b as u64;
-    let bytes = derive_seed(master, "nat-matrix", index);
-    u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default())
 }
 
 fn median(values: &mut [Duration]) -> Option<Duration> {

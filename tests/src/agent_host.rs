@@ -29,7 +29,9 @@ pub struct AgentHost {
     /// The agent.
     pub agent: Agent,
     registry: SocketAddr,
+    beacon_tcp: Option<SocketAddr>,
     stream: Option<StreamId>,
+    beacon_stream: Option<StreamId>,
     next_stream: u64,
     commands: VecDeque<StreamCommand>,
     /// Our address once registered.
@@ -42,12 +44,20 @@ pub struct AgentHost {
     pub dialled: Vec<ConnId>,
     /// Every event, in order, with its time (bounded).
     pub log: VecDeque<(Instant, AgentEvent)>,
+    /// The application's dial target: redialled (as an application would) when a dialled
+    /// stream closes before it was established, at most [`MAX_REDIALS`] times.
+    target: Option<AddrPort>,
+    redials: u32,
 }
+
+/// Redials of one target at most.
+pub const MAX_REDIALS: u32 = 5;
 
 impl AgentHost {
     /// Builds the agent for the host in `ctx`, with the host's own endpoint as its only LAN
     /// candidate and a signing key derived from the host seed.
     pub fn new(ctx: &HostContext, mut config: AgentConfig, registry: SocketAddr) -> Self {
+        let beacon_tcp = config.beacon_tcp;
         let port = ctx
             .udp_ports
             .first()
@@ -62,7 +72,9 @@ impl AgentHost {
         let mut host = Self {
             agent,
             registry,
+            beacon_tcp,
             stream: None,
+            beacon_stream: None,
             next_stream: 1,
             commands: VecDeque::new(),
             address: None,
@@ -70,6 +82,8 @@ impl AgentHost {
             connected: BTreeMap::new(),
             dialled: Vec::new(),
             log: VecDeque::new(),
+            target: None,
+            redials: 0,
         };
         host.drain_events(ctx.now);
         host
@@ -77,6 +91,7 @@ impl AgentHost {
 
     /// Dials `remote` (a stream), recording the stream once it exists.
     pub fn connect(&mut self, now: Instant, remote: AddrPort) {
+        self.target = Some(remote);
         if let Ok(Dial::Ready(stream)) = self.agent.connect(now, remote) {
             self.dialled.push(stream);
         }
@@ -113,6 +128,7 @@ impl AgentHost {
     fn on_event(&mut self, now: Instant, event: &AgentEvent) {
         match event {
             AgentEvent::ConnectRegistry => self.reconnect(),
+            AgentEvent::ConnectBeaconStream => self.connect_beacon_stream(),
             AgentEvent::Registered { address, .. } => self.address = Some(*address),
             AgentEvent::RouteChanged { peer, route } => {
                 self.routes.insert(peer.node, (*route, now));
@@ -121,7 +137,23 @@ impl AgentHost {
             AgentEvent::Node(NodeEvent::Connected { stream }) => {
                 self.connected.entry(*stream).or_insert(now);
             }
+            AgentEvent::Node(NodeEvent::Closed { stream, .. })
+                if self.dialled.contains(stream) && !self.connected.contains_key(stream) =>
+            {
+                self.redial(now);
+            }
             _ => {}
+        }
+    }
+
+    fn redial(&mut self, now: Instant) {
+        let Some(remote) = self.target else { return };
+        if self.redials >= MAX_REDIALS {
+            return;
+        }
+        self.redials += 1;
+        if let Ok(Dial::Ready(stream)) = self.agent.connect(now, remote) {
+            self.dialled.push(stream);
         }
     }
 
@@ -145,7 +177,43 @@ impl AgentHost {
         });
     }
 
+    fn connect_beacon_stream(&mut self) {
+        let Some(dst) = self.beacon_tcp else { return };
+        if let Some(old) = self.beacon_stream.take() {
+            self.commands.push_back(StreamCommand::Close { id: old });
+        }
+        let id = StreamId(self.next_stream);
+        self.next_stream += 1;
+        self.beacon_stream = Some(id);
+        self.commands.push_back(StreamCommand::Connect { id, dst });
+    }
+
+    fn on_beacon_stream(&mut self, now: Instant, event: StreamEvent<'_>) {
+        match event {
+            StreamEvent::Connected { .. } => self.agent.handle_beacon_stream_connected(now),
+            StreamEvent::Data { bytes, .. } => self.agent.handle_beacon_stream_bytes(now, bytes),
+            StreamEvent::Closed { .. }
+            | StreamEvent::Refused { .. }
+            | StreamEvent::Reset { .. } => {
+                self.beacon_stream = None;
+                self.agent.handle_beacon_stream_closed(now);
+            }
+            StreamEvent::Accepted { .. } => {}
+        }
+    }
+
     fn on_stream(&mut self, now: Instant, event: StreamEvent<'_>) {
+        let id = match event {
+            StreamEvent::Connected { id }
+            | StreamEvent::Data { id, .. }
+            | StreamEvent::Closed { id }
+            | StreamEvent::Refused { id }
+            | StreamEvent::Reset { id }
+            | StreamEvent::Accepted { id, .. } => id,
+        };
+        if Some(id) == self.beacon_stream {
+            return self.on_beacon_stream(now, event);
+        }
         let current = |id: StreamId| Some(id) == self.stream;
         match event {
             StreamEvent::Connected { id } if current(id) => {
@@ -202,8 +270,13 @@ impl Machine for AgentHost {
         if let Some(command) = self.commands.pop_front() {
             return Some(command);
         }
-        let id = self.stream?;
-        let len = self.agent.poll_registry_bytes(buf)?;
+        if let Some(id) = self.stream
+            && let Some(len) = self.agent.poll_registry_bytes(buf)
+        {
+            return Some(StreamCommand::Send { id, len });
+        }
+        let id = self.beacon_stream?;
+        let len = self.agent.poll_beacon_stream_bytes(buf)?;
         Some(StreamCommand::Send { id, len })
     }
 }

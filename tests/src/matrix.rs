@@ -20,7 +20,8 @@ use pilot_proto::wire::addr::{AddrPort, port};
 use pilot_sim::{HostId, LinkConfig, NatConfig, NatId, NetId, Sim, SimBuilder};
 
 use crate::agent_host::AgentHost;
-use crate::rendezvous::{BEACON_PORT, REGISTRY_PORT, Rendezvous, SourceMap};
+pub use crate::rendezvous::SourceMap;
+use crate::rendezvous::{BEACON_PORT, BEACON_STREAM_PORT, REGISTRY_PORT, Rendezvous};
 
 /// Where the rendezvous host lives.
 pub const RENDEZVOUS_IP: [u8; 4] = [203, 0, 113, 250];
@@ -197,6 +198,18 @@ impl Cell {
     }
 }
 
+/// The base seed of cell (a, b); run `i` uses `derive_seed(base, "sweep", i)`, the same
+/// derivation as `Scenario::run_many`, so the test and the example run the same seeds.
+pub fn base_seed(a: NatKind, b: NatKind) -> u64 {
+    0x6e61_745f_0000_0000 | (a as u64) << 8 | b as u64
+}
+
+/// The seed of run `index` of cell (a, b).
+pub fn run_seed(a: NatKind, b: NatKind, index: u64) -> u64 {
+    let bytes = pilot_sim::seed::derive_seed(base_seed(a, b), "sweep", index);
+    u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default())
+}
+
 /// The link loss for `seed`: 0-5 % in whole percent.
 pub fn loss_for(seed: u64) -> f64 {
     (seed % 6) as f64 / 100.0
@@ -206,27 +219,31 @@ pub fn loss_for(seed: u64) -> f64 {
 pub fn agent_config() -> AgentConfig {
     let mut config = AgentConfig::default();
     config.beacon = Some(SocketAddr::from((RENDEZVOUS_IP, BEACON_PORT)));
+    config.beacon_tcp = Some(SocketAddr::from((RENDEZVOUS_IP, BEACON_STREAM_PORT)));
     config.public = true;
     config
 }
 
 /// Builds a cell with `loss` on every link.
 pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
+    build_cell_with(seed, a, b, loss, (agent_config(), agent_config()))
+}
+
+/// [`build_cell`] with the agents' configurations given (`a`'s, then `b`'s).
+pub fn build_cell_with(
+    seed: u64,
+    a: NatKind,
+    b: NatKind,
+    loss: f64,
+    configs: (AgentConfig, AgentConfig),
+) -> Cell {
     let mut builder = SimBuilder::new(seed);
     let link = LinkConfig::with_latency(Duration::from_millis(10))
         .jitter(Duration::from_millis(2))
         .loss(loss);
     builder.default_link(link);
     let sources = SourceMap::default();
-    let map = sources.clone();
-    let rendezvous = builder.host("rendezvous", NetId::INTERNET, move |ctx: &_| {
-        Box::new(Rendezvous::new(ctx, map.clone()))
-    });
-    builder
-        .host_mut(rendezvous)
-        .addr(RENDEZVOUS_IP.into())
-        .udp_ports(&[BEACON_PORT])
-        .listen(REGISTRY_PORT);
+    let rendezvous = add_rendezvous(&mut builder, sources.clone());
     let nat_a = a.nat().map(|c| builder.nat("nat-a", NetId::INTERNET, c));
     let shared = a == b && a.is_lan();
     let nat_b = if shared {
@@ -234,8 +251,9 @@ pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
     } else {
         b.nat().map(|c| builder.nat("nat-b", NetId::INTERNET, c))
     };
-    let a_host = add_agent(&mut builder, "a", nat_a);
-    let b_host = add_agent(&mut builder, "b", nat_b);
+    let a_host = add_agent(&mut builder, "a", nat_a, configs.0);
+    let b_host = add_agent(&mut builder, "b", nat_b, configs.1);
+    debug_assert_eq!((rendezvous, a_host, b_host), (RENDEZVOUS, A, B));
     let mut cell = Cell {
         sim: builder.build().expect("the matrix topology is valid"),
         rendezvous,
@@ -248,11 +266,29 @@ pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
     cell
 }
 
-fn add_agent(builder: &mut SimBuilder, name: &str, nat: Option<NatId>) -> HostId {
+fn add_rendezvous(builder: &mut SimBuilder, sources: SourceMap) -> HostId {
+    let rendezvous = builder.host("rendezvous", NetId::INTERNET, move |ctx: &_| {
+        Box::new(Rendezvous::new(ctx, sources.clone()))
+    });
+    builder
+        .host_mut(rendezvous)
+        .addr(RENDEZVOUS_IP.into())
+        .udp_ports(&[BEACON_PORT])
+        .listen(REGISTRY_PORT)
+        .listen(BEACON_STREAM_PORT);
+    rendezvous
+}
+
+fn add_agent(
+    builder: &mut SimBuilder,
+    name: &str,
+    nat: Option<NatId>,
+    config: AgentConfig,
+) -> HostId {
     let net = nat.map_or(NetId::INTERNET, NatId::inside);
     let registry = SocketAddr::from((RENDEZVOUS_IP, REGISTRY_PORT));
     builder.host(name, net, move |ctx: &_| {
-        Box::new(AgentHost::new(ctx, agent_config(), registry))
+        Box::new(AgentHost::new(ctx, config.clone(), registry))
     })
 }
 
@@ -286,11 +322,22 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The rendezvous host of every cell (built first).
+pub const RENDEZVOUS: HostId = HostId(0);
+/// The dialling host of every cell.
+pub const A: HostId = HostId(1);
+/// The dialled host of every cell.
+pub const B: HostId = HostId(2);
+
 /// Registers both agents, dials `b`'s echo port from `a`, and runs until the stream is up and
 /// both routes are `expected` (or [`CELL_DEADLINE`] passes).
 pub fn run_cell(cell: &mut Cell, expected: Expected) -> Outcome {
-    let (a, b) = (cell.a, cell.b);
-    let sim = &mut cell.sim;
+    run_sim(&mut cell.sim, expected)
+}
+
+/// [`run_cell`] on a cell's simulation alone (hosts [`A`] and [`B`]).
+pub fn run_sim(sim: &mut Sim, expected: Expected) -> Outcome {
+    let (a, b) = (A, B);
     let registered = |sim: &Sim| address(sim, a).is_some() && address(sim, b).is_some();
     let deadline = sim.now() + Duration::from_secs(30);
     let ok = sim.run_until_true(deadline, registered).unwrap_or(false);

@@ -28,8 +28,9 @@ impl Agent {
         }
     }
 
-    /// Opens a stream to `remote`. A peer without a tunnel is resolved first: the stream then
-    /// opens later ([`Dial::Pending`], answered by `DialReady` or `DialFailed`).
+    /// Opens a stream to `remote`. A peer without a tunnel is resolved first and the stream
+    /// opens once the tunnel is keyed ([`Dial::Pending`], answered by `DialReady` or
+    /// `DialFailed`).
     ///
     /// # Errors
     /// [`AgentError::NotRegistered`], [`AgentError::TooManyPeers`] or the node's refusal.
@@ -191,6 +192,11 @@ impl Agent {
                 }
             }
             NodeEvent::PeerMoved { peer, .. } => self.sync_endpoint(now, peer.node),
+            NodeEvent::PeerUnreachable { peer } => {
+                let error = AgentError::Dial(crate::nat::DialFailure::Timeout);
+                self.fail_dials(peer.node, &error);
+                self.forward(NodeEvent::PeerUnreachable { peer });
+            }
             NodeEvent::PeerUp { peer, endpoint } => {
                 self.on_peer_up(now, peer.node);
                 self.forward(NodeEvent::PeerUp { peer, endpoint });
@@ -213,6 +219,8 @@ impl Agent {
     }
 
     /// A private node resets streams from untrusted peers and tells them why.
+    // Limitation: built-in service ports never raise `Incoming`, so they are not checked, and
+    // the transport has already completed the handshake when this runs.
     fn admit_stream(&mut self, now: Instant, stream: ConnId, port: u16, remote: AddrPort) {
         let Err(refusal) = self.trust.admit_connection(remote.addr.node, port) else {
             self.forward(NodeEvent::Incoming {

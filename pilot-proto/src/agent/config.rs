@@ -22,6 +22,9 @@ pub struct AgentConfig {
     pub registry: ClientConfig,
     /// The beacon's UDP address; `None` disables punching and relay.
     pub beacon: Option<SocketAddr>,
+    /// The beacon's TCP endpoint for the stream fallback used when UDP to the beacon is
+    /// blocked (a pilot-rs extension); `None` disables the fallback.
+    pub beacon_tcp: Option<SocketAddr>,
     /// This host's own endpoints for the tunnel socket (its LAN addresses). They are told to
     /// keyed peers as host candidates so that two nodes behind one NAT find the local path.
     pub local_endpoints: Vec<SocketAddr>,
@@ -57,6 +60,7 @@ impl Default for AgentConfig {
             nat: NatConfig::default(),
             registry: ClientConfig::default(),
             beacon: None,
+            beacon_tcp: None,
             local_endpoints: Vec::new(),
             listen_endpoint: None,
             hostname: None,

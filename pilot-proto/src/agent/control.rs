@@ -20,6 +20,17 @@ impl Agent {
         self.control(now, id)
     }
 
+    /// Resolves a node's endpoint at the registry (refused for private nodes that do not trust
+    /// us); answered by [`AgentEvent::ControlResult`].
+    ///
+    /// # Errors
+    /// As [`Self::resolve_hostname`], or not registered yet.
+    pub fn resolve(&mut self, now: Instant, peer: Addr) -> Result<ControlId, AgentError> {
+        let now = self.clamp(now);
+        let id = self.registry.resolve(now, peer.node)?;
+        self.control(now, id)
+    }
+
     /// Looks a node up at the registry (key, hostname, visibility).
     ///
     /// # Errors

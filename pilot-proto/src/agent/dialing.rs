@@ -19,8 +19,17 @@ use crate::trust::key_from_lookup;
 use crate::wire::addr::{Addr, AddrPort};
 use crate::wire::registry::Response;
 
+/// Unknown peers being looked up at once at most; further key exchanges from unknown nodes
+/// are ignored until one finishes (their senders retry).
+const MAX_INBOUND_LOOKUPS: usize = 16;
+
 /// Raw datagrams (punch probes) the agent queues at most.
 const MAX_OUT: usize = 1024;
+
+/// After a tunnel is keyed, how long waiting dials wait for the peer to prove it holds our
+/// key (a frame that opens) before they go out anyway. Avoids a first SYN that overtakes the
+/// key exchange and is dropped, costing a 1 s retransmission.
+const OPEN_GRACE: Duration = Duration::from_millis(250);
 
 /// Everything the agent knows about one remote peer.
 #[derive(Debug)]
@@ -44,6 +53,9 @@ pub(super) struct PeerEntry {
     pub route: PeerRoute,
     pub tracked_at: Instant,
     pub first_route_after: Option<Duration>,
+    /// Open the waiting dials then at the latest (keyed, but the peer not yet heard under the
+    /// new session).
+    pub open_at: Option<Instant>,
 }
 
 impl PeerEntry {
@@ -64,6 +76,7 @@ impl PeerEntry {
             route: PeerRoute::None,
             tracked_at: now,
             first_route_after: None,
+            open_at: None,
         }
     }
 
@@ -203,8 +216,9 @@ impl Agent {
         }
     }
 
-    /// Puts the peer into the tunnel once its key and a first endpoint are known, then opens
-    /// the dials and datagrams that waited for it.
+    /// Puts the peer into the tunnel once its key and a first endpoint are known. Dials and
+    /// datagrams that wait for it go out once the tunnel is keyed (`on_peer_up`), so that the
+    /// transport's retry schedule starts when a path exists.
     fn try_activate(&mut self, now: Instant, peer: u32) {
         let Some(node) = &mut self.node else { return };
         let Some(entry) = self.peers.get_mut(&peer) else {
@@ -223,7 +237,6 @@ impl Agent {
         }
         entry.in_tunnel = true;
         Self::seed_path(now, entry, endpoint);
-        self.open_waiting(now, peer);
     }
 
     /// Tells a fresh path what is known: relayed, dialled, or punched towards us.
@@ -244,6 +257,14 @@ impl Agent {
     /// A key exchange arrived from a node we do not know: look up its key (and its endpoint,
     /// for candidates) and add it.
     pub(super) fn on_unknown_peer(&mut self, now: Instant, peer: u32, from: SocketAddr) {
+        let inbound_lookups = self
+            .peers
+            .values()
+            .filter(|e| e.lookup_pending && !e.dialing)
+            .count();
+        if inbound_lookups >= MAX_INBOUND_LOOKUPS && !self.peers.contains_key(&peer) {
+            return;
+        }
         let Ok(entry) = self.entry(now, peer) else {
             return;
         };
@@ -255,6 +276,14 @@ impl Agent {
         self.request_lookup(now, peer);
         self.request_resolve(now, peer);
         self.try_activate(now, peer);
+        // A lookup the registry client could not queue would leave the entry stuck.
+        let stuck = self
+            .peers
+            .get(&peer)
+            .is_some_and(|e| !e.in_tunnel && !e.lookup_pending && e.key.is_none() && !e.dialing);
+        if stuck {
+            self.peers.remove(&peer);
+        }
     }
 
     /// The beacon asked us to punch towards `addr`: tell the path that knows it.
@@ -264,6 +293,25 @@ impl Agent {
             if known {
                 entry.path.handle_punch_command(now, addr);
             }
+        }
+    }
+
+    /// A punch probe arrived from `from`. If it shares the IP of a peer we are still keying
+    /// with but not its port, the peer sits behind a NAT that maps per destination and this
+    /// is its mapping towards us (a peer-reflexive candidate): send the key exchange there.
+    pub(super) fn on_punch_probe(&mut self, now: Instant, from: SocketAddr) {
+        let Some(node) = &mut self.node else { return };
+        let network = node.address().network;
+        for (&peer, entry) in &mut self.peers {
+            let addr = Addr::new(network, peer);
+            let same_host = entry
+                .resolved
+                .is_some_and(|r| r.ip() == from.ip() && r != from);
+            if !same_host || !entry.in_tunnel || node.is_peer_keyed(addr) {
+                continue;
+            }
+            entry.path.handle_punch_command(now, from);
+            let _ = node.set_peer_endpoint(now, addr, from);
         }
     }
 
@@ -287,6 +335,7 @@ impl Agent {
             entry.path.handle_direct_rx(now, from);
         }
         self.sync_endpoint(now, peer);
+        self.open_due(now, peer, true);
     }
 
     /// Points the tunnel at the route the path chose (the tunnel roams on its own when fresh
@@ -334,6 +383,7 @@ impl Agent {
                 if let (Some(beacon), Some(_)) = (&mut self.beacon, self.reg.registered) {
                     beacon.request_punch(now, peer);
                 }
+                self.send_candidates(now, peer);
             }
             PathAction::Probe { addr } | PathAction::Keepalive { addr } => {
                 self.probe(now, peer, addr)
@@ -381,9 +431,9 @@ impl Agent {
         if relay_target(addr).is_some() {
             return;
         }
+        let probe = Signal::Probe(self.own_candidates()).to_bytes();
         if let Some(node) = &mut self.node {
             let target = Addr::new(node.address().network, peer);
-            let probe = Signal::Probe.to_bytes();
             if node.send_control(now, target, Some(addr), &probe) == Ok(true) {
                 return;
             }
@@ -393,21 +443,31 @@ impl Agent {
         }
     }
 
-    /// The tunnel to `peer` is keyed: tell it our LAN endpoints and probe every candidate.
-    pub(super) fn on_peer_up(&mut self, now: Instant, peer: u32) {
-        let local: Vec<SocketAddr> = self
-            .config
+    /// Our own LAN endpoints, as told to peers.
+    fn own_candidates(&self) -> Vec<SocketAddr> {
+        self.config
             .local_endpoints
             .iter()
             .copied()
             .take(MAX_HOST_CANDIDATES)
-            .collect();
-        if let Some(node) = &mut self.node
-            && !local.is_empty()
-        {
-            let target = Addr::new(node.address().network, peer);
-            let _ = node.send_control(now, target, None, &Signal::Candidates(local).to_bytes());
+            .collect()
+    }
+
+    /// Tells a keyed peer our LAN endpoints over its current route (again at every punch
+    /// round, in case the message was lost).
+    fn send_candidates(&mut self, now: Instant, peer: u32) {
+        let local = self.own_candidates();
+        let Some(node) = &mut self.node else { return };
+        let target = Addr::new(node.address().network, peer);
+        if local.is_empty() || !node.is_peer_keyed(target) {
+            return;
         }
+        let _ = node.send_control(now, target, None, &Signal::Candidates(local).to_bytes());
+    }
+
+    /// The tunnel to `peer` is keyed: tell it our LAN endpoints and probe every candidate.
+    pub(super) fn on_peer_up(&mut self, now: Instant, peer: u32) {
+        self.send_candidates(now, peer);
         let candidates = self
             .peers
             .get(&peer)
@@ -416,24 +476,45 @@ impl Agent {
         for addr in candidates {
             self.probe(now, peer, addr);
         }
+        if let Some(entry) = self.peers.get_mut(&peer)
+            && (!entry.dials.is_empty() || !entry.datagrams.is_empty())
+        {
+            entry.open_at = Some(now + OPEN_GRACE);
+        }
+    }
+
+    /// Opens waiting dials once the peer proved it holds our key, or when the grace expires.
+    pub(super) fn open_due(&mut self, now: Instant, peer: u32, confirmed: bool) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let due = entry.open_at.is_some_and(|at| confirmed || now >= at);
+        if due {
+            entry.open_at = None;
+            self.open_waiting(now, peer);
+        }
     }
 
     /// An agent message from an authenticated peer.
     pub(super) fn on_signal(&mut self, now: Instant, peer: Addr, from: SocketAddr, signal: Signal) {
         match signal {
-            Signal::Probe if relay_target(from).is_none() => {
-                if let Some(node) = &mut self.node {
-                    let reply = Signal::ProbeReply.to_bytes();
+            Signal::Probe(addrs) => {
+                let reply = Signal::ProbeReply(self.own_candidates()).to_bytes();
+                if let Some(node) = &mut self.node
+                    && relay_target(from).is_none()
+                {
                     let _ = node.send_control(now, peer, Some(from), &reply);
                 }
+                self.on_host_candidates(now, peer.node, addrs);
             }
-            Signal::Candidates(addrs) => self.on_host_candidates(now, peer.node, addrs),
+            Signal::Candidates(addrs) | Signal::ProbeReply(addrs) => {
+                self.on_host_candidates(now, peer.node, addrs)
+            }
             Signal::Refused(reason) => {
                 let error = AgentError::Refused(reason.clone());
                 self.fail_dials(peer.node, &error);
                 self.events.push_back(AgentEvent::Refused { peer, reason });
             }
-            _ => {}
         }
     }
 
@@ -446,6 +527,9 @@ impl Agent {
             .filter(|a| relay_target(*a).is_none() && !a.ip().is_unspecified())
             .take(MAX_HOST_CANDIDATES)
             .collect();
+        if entry.host_candidates == usable {
+            return;
+        }
         entry.host_candidates = usable.clone();
         for &addr in &usable {
             entry.path.handle_resolved(now, addr);
@@ -461,6 +545,7 @@ impl Agent {
         }
     }
 
+    /// Opens the dials and sends the datagrams that waited for the peer's tunnel.
     fn open_waiting(&mut self, now: Instant, peer: u32) {
         let (Some(node), Some(entry)) = (&mut self.node, self.peers.get_mut(&peer)) else {
             return;

@@ -61,6 +61,9 @@ pub enum AgentEvent {
     /// Driver: (re)open the registry byte stream, closing any open one, then call
     /// `handle_registry_connected` (or `handle_registry_closed` if it fails).
     ConnectRegistry,
+    /// Driver: open a byte stream to the beacon's TCP endpoint (`AgentConfig::beacon_tcp`),
+    /// then call `handle_beacon_stream_connected` (or `handle_beacon_stream_closed`).
+    ConnectBeaconStream,
     /// The registry assigned (or confirmed) our address; the node is running.
     Registered {
         /// Our virtual address.

@@ -14,8 +14,10 @@
 //! After any input or command, drain in this order:
 //!
 //! 1. [`Agent::poll_transmit`] until `None` (datagrams for the UDP socket);
-//! 2. [`Agent::poll_registry_bytes`] until `None` (bytes for the registry stream);
-//! 3. [`Agent::poll_event`] until `None` ([`AgentEvent::ConnectRegistry`] is the driver's);
+//! 2. [`Agent::poll_registry_bytes`] until `None` (bytes for the registry stream), and
+//!    [`Agent::poll_beacon_stream_bytes`] until `None` (only once a beacon stream is open);
+//! 3. [`Agent::poll_event`] until `None` ([`AgentEvent::ConnectRegistry`] and
+//!    [`AgentEvent::ConnectBeaconStream`] are the driver's);
 //! 4. re-arm the timer from [`Agent::poll_timeout`].
 //!
 //! # Limitations
@@ -25,9 +27,15 @@
 //!   read either.
 //! - `poll_timeout` and `handle_timeout` visit every tracked peer: O(peers) per call.
 //! - A re-registration that returns a different node id keeps the old node running.
-//! - No relay over TCP: a node whose UDP is blocked registers but reaches nobody.
+//! - Admission covers application ports only: the built-in echo and event-broker services
+//!   answer every keyed peer. The transport completes its handshake before admission, so a
+//!   refused dialler sees its stream open, then reset, then the `Refused` reason.
+//! - No port prediction: a symmetric NAT facing a port-filtering one stays relayed.
+//! - The beacon-over-stream fallback for UDP-blocked nodes is a pilot-rs extension: a v0.5
+//!   beacon does not accept it, and once on the stream a node stays there until it closes.
 
 mod app;
+mod beacon_stream;
 mod config;
 mod control;
 mod dialing;
@@ -80,6 +88,7 @@ pub struct Agent {
     next_dial: u64,
     events: VecDeque<AgentEvent>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
+    beacon_stream: beacon_stream::BeaconStream,
     last_now: Instant,
 }
 
@@ -88,29 +97,17 @@ impl Agent {
     /// the registry stream at once ([`AgentEvent::ConnectRegistry`]) and registers when the
     /// beacon has observed our endpoint (or after `register_wait`).
     pub fn new(
-        config: AgentConfig,
+        mut config: AgentConfig,
         key: SigningKey,
         seed: [u8; 32],
         now: Instant,
         unix_now: u64,
     ) -> Self {
+        config.nat.beacon_available = config.beacon.is_some();
+        config.nat = config.nat.clamped();
         let mut rng = Rng::from_seed(seed);
         let identity = Identity::from_seed(&key.to_bytes());
-        let registry = RegistryClient::new(
-            config.registry.clone(),
-            now,
-            unix_now,
-            Some(key.clone()),
-            rng.fork(),
-        );
-        let beacon = config.beacon.map(|addr| {
-            BeaconClient::new(
-                BeaconClientConfig::new(addr),
-                now,
-                unix_now,
-                Some(key.clone()),
-            )
-        });
+        let (registry, beacon) = Self::clients(&config, &key, &mut rng, now, unix_now);
         let mut trust = TrustStore::new(0, key, config.trust_mode, rng.fork());
         trust.set_private(!config.public);
         let mut agent = Self {
@@ -128,12 +125,34 @@ impl Agent {
             next_dial: 1,
             events: VecDeque::new(),
             out: VecDeque::new(),
+            beacon_stream: Default::default(),
             last_now: now,
         };
         agent.events.push_back(AgentEvent::ConnectRegistry);
         agent.start_registration(now);
         agent.process(now);
         agent
+    }
+
+    fn clients(
+        config: &AgentConfig,
+        key: &SigningKey,
+        rng: &mut Rng,
+        now: Instant,
+        unix_now: u64,
+    ) -> (RegistryClient, Option<BeaconClient>) {
+        let key = Some(key.clone());
+        let registry = RegistryClient::new(
+            config.registry.clone(),
+            now,
+            unix_now,
+            key.clone(),
+            rng.fork(),
+        );
+        let beacon = config.beacon.map(|addr| {
+            BeaconClient::new(BeaconClientConfig::new(addr), now, unix_now, key.clone())
+        });
+        (registry, beacon)
     }
 
     /// Handles one datagram received on the UDP socket (beacon messages and tunnel frames).
@@ -146,6 +165,9 @@ impl Agent {
                 beacon.handle_datagram(now, from, datagram);
             }
         } else {
+            if datagram == crate::beacon::PUNCH_PROBE {
+                self.on_punch_probe(now, from);
+            }
             self.tunnel_datagram(now, from, datagram);
         }
         self.process(now);
@@ -168,10 +190,17 @@ impl Agent {
             node.handle_timeout(now);
         }
         self.registration_timers(now);
-        for entry in self.peers.values_mut() {
+        let mut opening = Vec::new();
+        for (&peer, entry) in &mut self.peers {
             if entry.path.poll_timeout().is_some_and(|at| at <= now) {
                 entry.path.handle_timeout(now);
             }
+            if entry.open_at.is_some_and(|at| at <= now) {
+                opening.push(peer);
+            }
+        }
+        for peer in opening {
+            self.open_due(now, peer, false);
         }
         self.process(now);
     }
@@ -207,7 +236,12 @@ impl Agent {
             self.node.as_ref().and_then(Node::poll_timeout),
             self.reg.poll_timeout(),
         ];
-        let paths = self.peers.values().filter_map(|e| e.path.poll_timeout());
+        // Limitation: every tracked peer is visited (O(peers) per call).
+        let paths = self
+            .peers
+            .values()
+            .flat_map(|e| [e.path.poll_timeout(), e.open_at])
+            .flatten();
         parts.into_iter().flatten().chain(paths).min()
     }
 
@@ -233,7 +267,7 @@ impl Agent {
                 len: bytes.len(),
             });
         }
-        self.beacon.as_mut()?.poll_transmit(now, buf)
+        self.beacon_transmit(now, buf)
     }
 
     /// The node's next frame for a real endpoint; frames for relay markers are wrapped into

@@ -123,6 +123,9 @@ impl Agent {
     pub(super) fn registration_timers(&mut self, now: Instant) {
         if self.reg.waiting_until.is_some_and(|at| now >= at) {
             self.reg.waiting_until = None;
+            if self.beacon.as_ref().is_some_and(|b| b.observed().is_none()) {
+                self.beacon_unreachable();
+            }
             self.register(now);
         }
         if self.reg.reconnect_at.is_some_and(|at| now >= at) {
@@ -141,7 +144,12 @@ impl Agent {
             .first()
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let observed = self.beacon.as_ref().and_then(|b| b.observed());
+        // Over the beacon stream the beacon observes a stream, not our UDP socket.
+        let observed = self
+            .beacon
+            .as_ref()
+            .filter(|_| !self.beacon_over_stream())
+            .and_then(|b| b.observed());
         let endpoint = registration_endpoint(self.config.listen_endpoint, observed, local);
         let (hostname, owner) = (self.config.hostname.clone(), self.config.owner.clone());
         match self
@@ -223,6 +231,7 @@ impl Agent {
     fn on_registered(&mut self, now: Instant, endpoint: SocketAddr, ok: &RegisterOk) {
         let address = Addr::new(ok.network_id, ok.node_id);
         self.reg.registered = Some((address, endpoint));
+        // Limitation: a different node id on re-registration keeps the node at the old address.
         if self.node.is_none() {
             let seed = self.rng.bytes::<32>();
             let node = Node::new(
@@ -277,13 +286,16 @@ impl Agent {
                 }
                 BeaconEvent::PunchCommand { peer } => self.on_punch_command(now, peer),
                 BeaconEvent::Relayed { sender, frame } => self.on_relayed(now, sender, frame),
-                _ => {}
+                BeaconEvent::BeaconSilent { .. } => self.beacon_unreachable(),
             }
         }
         moved
     }
 
     fn on_observed(&mut self, now: Instant, observed: SocketAddr, previous: Option<SocketAddr>) {
+        if self.beacon_over_stream() {
+            return;
+        }
         self.events
             .push_back(AgentEvent::EndpointObserved { observed });
         if self.reg.waiting_until.take().is_some() {
