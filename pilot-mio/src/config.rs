@@ -14,6 +14,9 @@ pub struct MioConfig {
     pub registry: SocketAddr,
     /// The beacon's UDP address (NAT traversal, relay); `None` registers the bound endpoint.
     pub beacon: Option<SocketAddr>,
+    /// The beacon's TCP endpoint, used when UDP to the beacon is blocked (a pilot-rs
+    /// extension; a v0.5 beacon has none). `None` disables that fallback.
+    pub beacon_tcp: Option<SocketAddr>,
     /// Where the tunnel UDP socket binds. Default `0.0.0.0:0`.
     pub listen: SocketAddr,
     /// The v0.5 identity file (created with mode 0600 when missing); `None` uses a fresh
@@ -35,6 +38,7 @@ impl MioConfig {
         Self {
             registry,
             beacon: None,
+            beacon_tcp: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             identity: None,
             hostname: None,

@@ -2,9 +2,10 @@
 //! waker, driving the core (`pilot_proto::agent::Agent`) in the caller's thread.
 //!
 //! One [`Driver::turn`]: poll with the timeout from the core's `poll_timeout` (capped by the
-//! caller's), receive datagrams until `WouldBlock`, feed registry bytes, fire due timers, then
+//! caller's), receive datagrams until `WouldBlock`, feed registry bytes (and beacon-stream
+//! bytes, when the core fell back to it: UDP to the beacon blocked), fire due timers, then
 //! [`Driver::drain`]: the core's datagrams (a send hitting `WouldBlock` is queued and the socket
-//! re-registered `WRITABLE` until the queue empties), its registry bytes, and its events, which
+//! re-registered `WRITABLE` until the queue empties), its stream bytes, and its events, which
 //! update the application-facing [`AppState`]. Every command the public API issues is followed
 //! by a drain too, so nothing waits for the next turn.
 //!
@@ -34,7 +35,7 @@ use pilot_proto::transport::{CloseReason, ConnId};
 use pilot_proto::wire::addr::{Addr, AddrPort};
 
 use crate::error::{MioError, Result};
-use crate::link::{LinkIo, RegistryLink};
+use crate::link::{BEACON_TOKENS, ByteLink, LinkIo, REGISTRY_TOKENS};
 
 const UDP: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -79,7 +80,8 @@ pub(crate) struct Driver {
     udp_out: VecDeque<(SocketAddr, Vec<u8>)>,
     udp_writable: bool,
     udp_backlog: bool,
-    link: RegistryLink,
+    link: ByteLink,
+    beacon_link: Option<ByteLink>,
     rx: Vec<u8>,
     tx: Vec<u8>,
     stop: Arc<AtomicBool>,
@@ -92,6 +94,7 @@ impl Driver {
     pub(crate) fn new(
         mut udp: UdpSocket,
         registry: SocketAddr,
+        beacon_tcp: Option<SocketAddr>,
         agent: Agent,
         now: Instant,
     ) -> Result<Self> {
@@ -110,7 +113,8 @@ impl Driver {
             udp_out: VecDeque::new(),
             udp_writable: false,
             udp_backlog: false,
-            link: RegistryLink::new(registry),
+            link: ByteLink::new("registry", registry, REGISTRY_TOKENS),
+            beacon_link: beacon_tcp.map(|at| ByteLink::new("beacon stream", at, BEACON_TOKENS)),
             rx: vec![0u8; 65536],
             tx: Vec::with_capacity(65536),
             stop: Arc::new(AtomicBool::new(false)),
@@ -150,6 +154,10 @@ impl Driver {
         if let Some(io) = self.link.check_deadline(self.poll.registry(), now) {
             self.on_link(now, io);
         }
+        let beacon = self.beacon_link.as_mut();
+        if let Some(io) = beacon.and_then(|l| l.check_deadline(self.poll.registry(), now)) {
+            self.on_beacon_link(now, io);
+        }
         if self.agent.poll_timeout().is_some_and(|at| at <= now) {
             self.agent.handle_timeout(now);
         }
@@ -161,7 +169,8 @@ impl Driver {
         if self.udp_backlog {
             return Duration::ZERO;
         }
-        [self.agent.poll_timeout(), self.link.deadline()]
+        let beacon = self.beacon_link.as_ref().and_then(ByteLink::deadline);
+        [self.agent.poll_timeout(), self.link.deadline(), beacon]
             .into_iter()
             .flatten()
             .map(|at| at.saturating_duration_since(now))
@@ -193,6 +202,9 @@ impl Driver {
                 }
                 WAKER => {}
                 token if self.link.owns(token) => self.on_link_ready(),
+                token if self.beacon_link.as_ref().is_some_and(|l| l.owns(token)) => {
+                    self.on_beacon_link_ready();
+                }
                 _ => {}
             }
         }
@@ -228,6 +240,30 @@ impl Driver {
         let now = Instant::now();
         for io in self.link.on_ready(self.poll.registry(), &mut self.rx) {
             self.on_link(now, io);
+        }
+    }
+
+    fn on_beacon_link_ready(&mut self) {
+        let now = Instant::now();
+        let Some(link) = self.beacon_link.as_mut() else {
+            return;
+        };
+        for io in link.on_ready(self.poll.registry(), &mut self.rx) {
+            self.on_beacon_link(now, io);
+        }
+    }
+
+    fn on_beacon_link(&mut self, now: Instant, io: LinkIo) {
+        match io {
+            LinkIo::Connected => {
+                tracing::info!("beacon traffic now goes over the beacon stream");
+                self.agent.handle_beacon_stream_connected(now);
+            }
+            LinkIo::Bytes(bytes) => self.agent.handle_beacon_stream_bytes(now, &bytes),
+            LinkIo::Closed => {
+                tracing::info!("beacon stream closed");
+                self.agent.handle_beacon_stream_closed(now);
+            }
         }
     }
 
@@ -274,6 +310,12 @@ impl Driver {
         while let Some(len) = self.agent.poll_registry_bytes(&mut buf) {
             if let Some(io) = self.link.send(self.poll.registry(), &buf[..len]) {
                 self.on_link(now, io);
+            }
+        }
+        while let Some(len) = self.agent.poll_beacon_stream_bytes(&mut buf) {
+            let link = self.beacon_link.as_mut();
+            if let Some(io) = link.and_then(|l| l.send(self.poll.registry(), &buf[..len])) {
+                self.on_beacon_link(now, io);
             }
         }
         self.tx = buf;
@@ -346,6 +388,7 @@ impl Driver {
                     self.agent.handle_registry_closed(now);
                 }
             }
+            AgentEvent::ConnectBeaconStream => self.connect_beacon_stream(now),
             AgentEvent::Registered { address, endpoint } => {
                 tracing::info!(%address, %endpoint, "registered");
                 self.state.address = Some(address);
@@ -370,6 +413,18 @@ impl Driver {
             }
             AgentEvent::Node(event) => self.on_node_event(now, event),
             _ => {}
+        }
+    }
+
+    fn connect_beacon_stream(&mut self, now: Instant) {
+        let Some(link) = self.beacon_link.as_mut() else {
+            self.agent.handle_beacon_stream_closed(now);
+            return;
+        };
+        tracing::info!("beacon silent over udp; opening the beacon stream");
+        if let Err(e) = link.connect(self.poll.registry(), now) {
+            tracing::debug!(error = %e, link = link.name(), "connect failed at once");
+            self.agent.handle_beacon_stream_closed(now);
         }
     }
 

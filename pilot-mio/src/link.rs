@@ -1,11 +1,12 @@
-//! The TCP stream to the registry over mio: a non-blocking connect with a deadline, reads until
-//! `WouldBlock`, and an output buffer flushed whenever the socket is writable. Reconnection is
-//! the core's decision (`AgentEvent::ConnectRegistry`, with its own back-off); this module only
-//! carries bytes and reports what happened as [`LinkIo`].
+//! A TCP byte stream the core asks for (the registry stream, and the optional beacon stream)
+//! over mio: a non-blocking connect with a deadline, reads until `WouldBlock`, and an output
+//! buffer flushed whenever the socket is writable. Reconnection is the core's decision
+//! (`AgentEvent::ConnectRegistry` / `ConnectBeaconStream`, with its own back-off); this module
+//! only carries bytes and reports what happened as [`LinkIo`].
 //!
 //! # Limitations
 //!
-//! - At most 1 MiB is read per readiness event; more waits for the next event.
+//! - At most 1 MiB is read per readiness event; more waits for the next event of the socket.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::SocketAddr;
@@ -21,9 +22,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_READ_PER_EVENT: usize = 1 << 20;
 
 /// Tokens from this value up name registry connection attempts (one per attempt).
-pub(crate) const FIRST_TOKEN: usize = 16;
+pub(crate) const REGISTRY_TOKENS: usize = 16;
+/// Tokens from this value up name beacon-stream connection attempts.
+pub(crate) const BEACON_TOKENS: usize = usize::MAX / 2;
 
-/// What happened on the registry stream.
+/// What happened on the stream.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum LinkIo {
     /// The connect completed.
@@ -43,31 +46,41 @@ struct Conn {
     out: Vec<u8>,
 }
 
-/// The registry stream, if one is open or opening.
+/// One stream to a fixed target, if one is open or opening.
 #[derive(Debug)]
-pub(crate) struct RegistryLink {
+pub(crate) struct ByteLink {
+    name: &'static str,
     target: SocketAddr,
     conn: Option<Conn>,
+    first_token: usize,
     attempts: usize,
 }
 
-impl RegistryLink {
-    pub(crate) fn new(target: SocketAddr) -> Self {
+impl ByteLink {
+    /// A link named `name` (for logs) whose attempts use tokens from `first_token` up.
+    pub(crate) fn new(name: &'static str, target: SocketAddr, first_token: usize) -> Self {
         Self {
+            name,
             target,
             conn: None,
+            first_token,
             attempts: 0,
         }
+    }
+
+    /// What it connects to, for logs.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Closes any open stream and starts a new connect. `Err` means it failed at once.
     pub(crate) fn connect(&mut self, registry: &Registry, now: Instant) -> std::io::Result<()> {
         self.close(registry);
         self.attempts += 1;
-        let token = Token(FIRST_TOKEN + self.attempts);
+        let token = Token(self.first_token.wrapping_add(self.attempts));
         let mut stream = TcpStream::connect(self.target)?;
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-        tracing::debug!(registry = %self.target, "connecting to the registry");
+        tracing::debug!(link = self.name, target = %self.target, "connecting");
         self.conn = Some(Conn {
             stream,
             token,
@@ -101,7 +114,7 @@ impl RegistryLink {
     /// A pending connect whose deadline passed is closed.
     pub(crate) fn check_deadline(&mut self, registry: &Registry, now: Instant) -> Option<LinkIo> {
         if self.deadline().is_some_and(|at| now >= at) {
-            tracing::debug!("registry connect timed out");
+            tracing::debug!(link = self.name, "connect timed out");
             self.close(registry);
             return Some(LinkIo::Closed);
         }
@@ -136,7 +149,7 @@ impl RegistryLink {
         out
     }
 
-    /// Queues bytes for the registry and writes what the socket takes. Bytes offered while no
+    /// Queues bytes for the peer and writes what the socket takes. Bytes offered while no
     /// stream is connected are dropped (the core re-sends after the next connect).
     pub(crate) fn send(&mut self, registry: &Registry, bytes: &[u8]) -> Option<LinkIo> {
         let conn = self.conn.as_mut().filter(|c| c.connected)?;
@@ -162,8 +175,8 @@ fn connect_state(stream: &TcpStream) -> Option<bool> {
 }
 
 /// Reads until `WouldBlock` (or the per-event cap); true when the stream ended or broke.
-// Limitation: a registry that sends more than the per-event cap in one burst is read further
-// only at its next readiness event (edge-triggered); registry answers are far smaller.
+// Limitation: a peer that sends more than the per-event cap in one burst is read further only
+// at its next readiness event (edge-triggered); registry answers are far smaller.
 fn read_all(conn: &mut Conn, buf: &mut [u8], out: &mut Vec<LinkIo>) -> bool {
     let mut total = 0;
     while total < MAX_READ_PER_EVENT {

@@ -69,6 +69,7 @@ impl MioNode {
         let local = udp.local_addr()?;
         let mut agent_config = config.agent.clone();
         agent_config.beacon = config.beacon;
+        agent_config.beacon_tcp = config.beacon_tcp;
         agent_config.hostname = config.hostname.clone();
         agent_config.public = config.public;
         agent_config.local_endpoints = vec![advertised(local, config.registry)];
@@ -79,7 +80,7 @@ impl MioNode {
             .map_or(0, |d| d.as_secs());
         let agent = Agent::new(agent_config, key, identity::random_bytes()?, now, unix_now);
         tracing::info!(%local, registry = %config.registry, "mio node started");
-        let driver = Driver::new(udp, config.registry, agent, now)?;
+        let driver = Driver::new(udp, config.registry, config.beacon_tcp, agent, now)?;
         Ok(Self {
             inner: Rc::new(RefCell::new(driver)),
         })
