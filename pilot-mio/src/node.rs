@@ -16,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use mio::net::UdpSocket;
-use pilot_proto::agent::{Agent, AgentInfo, Dial, PeerInfo};
+use pilot_proto::agent::{Agent, AgentError, AgentInfo, Dial, PeerInfo};
 use pilot_proto::pubsub::Topic;
+use pilot_proto::transport::ConnId;
 use pilot_proto::wire::addr::{Addr, AddrPort};
 
 use crate::config::MioConfig;
@@ -242,14 +243,14 @@ impl MioNode {
         }
     }
 
-    pub(crate) fn stream_state(&self, id: pilot_proto::transport::ConnId) -> Option<StreamState> {
+    pub(crate) fn stream_state(&self, id: ConnId) -> Option<StreamState> {
         self.inner.borrow().state.streams.get(&id).copied()
     }
 
     /// Runs a core command at the current time, then drains its output.
     pub(crate) fn command<T>(
         &self,
-        f: impl FnOnce(&mut Agent, Instant) -> std::result::Result<T, pilot_proto::agent::AgentError>,
+        f: impl FnOnce(&mut Agent, Instant) -> std::result::Result<T, AgentError>,
     ) -> Result<T> {
         let mut driver = self.inner.borrow_mut();
         let now = Instant::now();

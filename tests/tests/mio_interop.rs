@@ -182,6 +182,12 @@ fn mio_node_and_daemon_exchange_events_both_ways() {
     let event: Value = serde_json::from_str(&line).expect("json event");
     assert_eq!(event["topic"], "metrics.cpu");
     drop(daemon_sub);
+
+    // A restart with the same identity file keeps the address.
+    drop((sub, local));
+    drop(node);
+    let (_again, addr_again) = start_mio(&rv, home.path());
+    assert_eq!(addr_again, addr_m, "same identity, same address");
     daemon.stop();
 }
 
