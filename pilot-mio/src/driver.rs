@@ -342,6 +342,7 @@ impl Driver {
         }
     }
 
+    // Limitation: past MAX_QUEUED_DATAGRAMS a datagram is dropped; the transport retransmits.
     fn queue_udp(&mut self, dst: SocketAddr, bytes: &[u8]) {
         if self.udp_out.len() < MAX_QUEUED_DATAGRAMS {
             self.udp_out.push_back((dst, bytes.to_vec()));
@@ -412,6 +413,7 @@ impl Driver {
                 tracing::info!(%peer, %reason, "peer refused our connection");
             }
             AgentEvent::Node(event) => self.on_node_event(now, event),
+            // Limitation: `PersistTrust` is not written to disk, so trust is lost on restart.
             _ => {}
         }
     }
@@ -445,6 +447,7 @@ impl Driver {
                     state.closed = Some(reason);
                 }
             }
+            // Limitation: inbound port datagrams (`NodeEvent::Datagram`) are not exposed.
             _ => {}
         }
     }

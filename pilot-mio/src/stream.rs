@@ -165,6 +165,7 @@ impl io::Write for Stream {
 }
 
 impl Drop for Stream {
+    // Limitation: the FIN queued here leaves only while the node keeps turning.
     fn drop(&mut self) {
         let id = self.id;
         let close = !self.closed_by_us;
