@@ -44,6 +44,12 @@ impl Agent {
             .is_some_and(|e| e.in_tunnel);
         if own || known || remote.addr.is_broadcast() {
             let stream = node.connect(now, remote)?;
+            if let Some(entry) = self.peers.get_mut(&remote.addr.node)
+                && entry.route == super::PeerRoute::None
+            {
+                // A path that gave up earlier is tried again for the new stream.
+                entry.path.start(now);
+            }
             self.process(now);
             return Ok(Dial::Ready(stream));
         }
@@ -179,6 +185,9 @@ impl Agent {
     }
 
     fn on_node_event(&mut self, now: Instant, event: NodeEvent) {
+        let Some(event) = self.trust_stream_event(now, event) else {
+            return;
+        };
         match event {
             NodeEvent::UnknownPeer { node, from } => self.on_unknown_peer(now, node, from),
             NodeEvent::NonTunnel { .. } => {}

@@ -22,9 +22,9 @@
 //!
 //! # Limitations
 //!
-//! - Trust messages are always sent through the registry relay (delivered at the peer's next
-//!   heartbeat poll), never over a direct port-444 stream; inbound port-444 streams are not
-//!   read either.
+//! - A trust message goes over a port-444 stream only when a keyed tunnel to the peer exists
+//!   already; otherwise it takes the registry relay (delivered at the peer's next heartbeat
+//!   poll, up to 30 s later) instead of dialling first as v0.5 does.
 //! - `poll_timeout` and `handle_timeout` visit every tracked peer: O(peers) per call.
 //! - A re-registration that returns a different node id keeps the old node running.
 //! - Admission covers application ports only: the built-in echo and event-broker services
@@ -40,6 +40,7 @@ mod config;
 mod control;
 mod dialing;
 mod event;
+mod handshake;
 mod registration;
 mod relay;
 mod signal;
@@ -75,6 +76,7 @@ const MAX_WRAPS_PER_POLL: usize = 4096;
 #[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
+    key: SigningKey,
     identity: Identity,
     rng: Rng,
     clock: WallClock,
@@ -89,6 +91,7 @@ pub struct Agent {
     events: VecDeque<AgentEvent>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     beacon_stream: beacon_stream::BeaconStream,
+    handshakes: handshake::Handshakes,
     last_now: Instant,
 }
 
@@ -108,11 +111,12 @@ impl Agent {
         let mut rng = Rng::from_seed(seed);
         let identity = Identity::from_seed(&key.to_bytes());
         let (registry, beacon) = Self::clients(&config, &key, &mut rng, now, unix_now);
-        let mut trust = TrustStore::new(0, key, config.trust_mode, rng.fork());
+        let mut trust = TrustStore::new(0, key.clone(), config.trust_mode, rng.fork());
         trust.set_private(!config.public);
         let mut agent = Self {
             reg: Registration::new(now, &config),
             config,
+            key,
             identity,
             rng,
             clock: WallClock::new(now, unix_now),
@@ -126,6 +130,7 @@ impl Agent {
             events: VecDeque::new(),
             out: VecDeque::new(),
             beacon_stream: Default::default(),
+            handshakes: Default::default(),
             last_now: now,
         };
         agent.events.push_back(AgentEvent::ConnectRegistry);

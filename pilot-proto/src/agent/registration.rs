@@ -242,6 +242,7 @@ impl Agent {
                 now,
             );
             self.node = Some(node);
+            self.listen_trust();
         }
         if let Some(beacon) = &mut self.beacon {
             beacon.set_node_id(now, ok.node_id);
