@@ -129,6 +129,11 @@ impl Driver {
         self.local
     }
 
+    /// Whether the registry stream is open.
+    pub(crate) fn registry_connected(&self) -> bool {
+        self.link.is_connected()
+    }
+
     /// The stop flag and the waker that interrupts a sleeping `poll`.
     pub(crate) fn stop_parts(&self) -> (Arc<AtomicBool>, Arc<Waker>) {
         (self.stop.clone(), self.waker.clone())

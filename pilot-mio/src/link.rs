@@ -106,6 +106,11 @@ impl ByteLink {
             .map(|c| c.connect_deadline)
     }
 
+    /// Whether the stream is open (connected, not yet closed).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.connected)
+    }
+
     /// Whether `token` belongs to the current attempt.
     pub(crate) fn owns(&self, token: Token) -> bool {
         self.conn.as_ref().is_some_and(|c| c.token == token)

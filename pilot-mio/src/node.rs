@@ -142,6 +142,11 @@ impl MioNode {
         self.inner.borrow().state.address
     }
 
+    /// Whether the registry stream is open now (it is reopened with back-off when it breaks).
+    pub fn registry_connected(&self) -> bool {
+        self.inner.borrow().registry_connected()
+    }
+
     /// The bound UDP address of the tunnel socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.borrow().local_addr()

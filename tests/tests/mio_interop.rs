@@ -1,6 +1,7 @@
 //! A blocking mio node (`pilot_mio::MioNode`, in the test thread) and a tokio daemon
 //! (`pilotctl daemon run`, a real process) registered at one rendezvous process, on loopback:
-//! events both ways through each side's broker, and 1 MB byte-exact streams both ways.
+//! events both ways through each side's broker, 1 MB byte-exact streams both ways, and the
+//! registry stream reopened after the rendezvous restarts.
 //!
 //! Every wait is bounded (`WAIT`); the daemon and rendezvous are stopped by the PIDs this test
 //! started (see `daemon_support`). Run `cargo build -p pilot-tokio` first when running
@@ -26,17 +27,23 @@ struct Rendezvous {
 }
 
 impl Rendezvous {
+    /// Starts on ephemeral ports with a fresh state directory.
     fn start() -> Rendezvous {
         let dir = tempfile::tempdir().expect("tempdir");
+        Rendezvous::start_at(dir, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts with `dir` as its state directory on the given addresses.
+    fn start_at(dir: tempfile::TempDir, registry: &str, beacon: &str) -> Rendezvous {
         let helper = TestNode::new();
         let state = dir.path().to_str().expect("utf-8 path").to_owned();
         let proc = helper.spawn(&[
             "--json",
             "rendezvous",
             "--registry-listen",
-            "127.0.0.1:0",
+            registry,
             "--beacon-listen",
-            "127.0.0.1:0",
+            beacon,
             "--state-dir",
             &state,
         ]);
@@ -272,5 +279,41 @@ fn mio_node_and_daemon_stream_one_megabyte_both_ways() {
     drop(inbound);
     let _ = node.run_until(|_| daemon_side.is_finished(), Instant::now() + WAIT);
     daemon_side.join().expect("daemon side");
+    daemon.stop();
+}
+
+#[test]
+fn mio_node_reconnects_after_the_rendezvous_restarts() {
+    let rv = Rendezvous::start();
+    let home = tempfile::tempdir().expect("tempdir");
+    let (node, addr_m) = start_mio(&rv, home.path());
+    assert!(node.registry_connected());
+
+    // Kill the rendezvous (the child this test spawned): the node sees its stream break.
+    let (registry, beacon) = (rv.registry.clone(), rv.beacon.clone());
+    let Rendezvous { _proc, _dir, .. } = rv;
+    drop(_proc);
+    let broken = |n: &MioNode| !n.registry_connected();
+    node.run_until(broken, Instant::now() + WAIT)
+        .expect("the node notices the broken registry stream");
+
+    // Restarted on the same addresses and state: the node reconnects by itself.
+    let rv = Rendezvous::start_at(_dir, &registry, &beacon);
+    let connected = |n: &MioNode| n.registry_connected();
+    node.run_until(connected, Instant::now() + WAIT)
+        .expect("the node reconnects to the restarted registry");
+    assert_eq!(node.address(), Some(addr_m));
+
+    // A daemon that starts only now reaches the mio node through the restarted rendezvous.
+    let mut daemon = TestNode::new();
+    start_daemon(&mut daemon, &rv);
+    let mut local = node.subscribe("jobs.*", WAIT).expect("local subscribe");
+    let mut publish = daemon.spawn(&["publish", &addr_m.to_string(), "jobs.x", "--data", "y"]);
+    assert!(
+        turn_until_exit(&node, &mut publish),
+        "publish to the mio node failed"
+    );
+    let event = local.next_event(WAIT).expect("event after the restart");
+    assert_eq!(event.payload, b"y");
     daemon.stop();
 }
