@@ -125,15 +125,9 @@ fn turn_until_exit(node: &MioNode, child: &mut Streamed) -> bool {
     }
 }
 
-#[test]
-fn mio_node_and_daemon_exchange_events_both_ways() {
-    let rv = Rendezvous::start();
-    let mut daemon = TestNode::new();
-    let addr_d = start_daemon(&mut daemon, &rv);
-    let home = tempfile::tempdir().expect("tempdir");
-    let (node, addr_m) = start_mio(&rv, home.path());
-    assert_ne!(addr_d, addr_m);
-
+/// Events from the daemon's side reach subscriptions of the mio node, on the daemon's broker
+/// and on the mio node's own.
+fn daemon_to_mio_events(node: &MioNode, daemon: &TestNode, addr_d: Addr, addr_m: Addr) {
     // Daemon → mio: the mio node subscribes on the daemon's broker; the daemon publishes there.
     let mut sub = node
         .subscribe_at(addr_d, "tasks.*", WAIT)
@@ -159,7 +153,7 @@ fn mio_node_and_daemon_exchange_events_both_ways() {
     let mut local = node.subscribe("jobs.>", WAIT).expect("local subscribe");
     let mut publish = daemon.spawn(&["publish", &addr_m.to_string(), "jobs.a.b", "--data", "x1"]);
     assert!(
-        turn_until_exit(&node, &mut publish),
+        turn_until_exit(node, &mut publish),
         "publish to the mio node failed"
     );
     let event = local
@@ -169,10 +163,13 @@ fn mio_node_and_daemon_exchange_events_both_ways() {
         (event.topic.as_str(), &event.payload[..]),
         ("jobs.a.b", &b"x1"[..])
     );
+}
 
+/// Events the mio node publishes reach `pilotctl subscribe` on its broker and the daemon's.
+fn mio_to_daemon_events(node: &MioNode, daemon: &TestNode, addr_d: Addr, addr_m: Addr) {
     // Mio → daemon: the daemon subscribes on the mio node's broker; the mio node publishes.
     let remote_sub = daemon.spawn(&["--json", "subscribe", &addr_m.to_string(), "alerts.*"]);
-    let line = turn_until_line(&node, &remote_sub, || {
+    let line = turn_until_line(node, &remote_sub, || {
         node.publish("alerts.disk", b"{\"free\":1}")
             .expect("publish");
     });
@@ -182,16 +179,28 @@ fn mio_node_and_daemon_exchange_events_both_ways() {
 
     // Mio → the daemon's own broker, where a local `pilotctl subscribe` listens.
     let daemon_sub = daemon.spawn(&["--json", "subscribe", "metrics.*"]);
-    let line = turn_until_line(&node, &daemon_sub, || {
+    let line = turn_until_line(node, &daemon_sub, || {
         node.publish_to(addr_d, "metrics.cpu", b"42", WAIT)
             .expect("publish on the daemon's broker");
     });
     let event: Value = serde_json::from_str(&line).expect("json event");
     assert_eq!(event["topic"], "metrics.cpu");
     drop(daemon_sub);
+}
+
+#[test]
+fn mio_node_and_daemon_exchange_events_both_ways() {
+    let rv = Rendezvous::start();
+    let mut daemon = TestNode::new();
+    let addr_d = start_daemon(&mut daemon, &rv);
+    let home = tempfile::tempdir().expect("tempdir");
+    let (node, addr_m) = start_mio(&rv, home.path());
+    assert_ne!(addr_d, addr_m);
+
+    daemon_to_mio_events(&node, &daemon, addr_d, addr_m);
+    mio_to_daemon_events(&node, &daemon, addr_d, addr_m);
 
     // A restart with the same identity file keeps the address.
-    drop((sub, local));
     drop(node);
     let (_again, addr_again) = start_mio(&rv, home.path());
     assert_eq!(addr_again, addr_m, "same identity, same address");
@@ -205,22 +214,20 @@ fn pattern(len: usize, salt: u32) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn mio_node_and_daemon_stream_one_megabyte_both_ways() {
-    let rv = Rendezvous::start();
-    let mut daemon = TestNode::new();
-    let addr_d = start_daemon(&mut daemon, &rv);
-    let home = tempfile::tempdir().expect("tempdir");
-    let (node, addr_m) = start_mio(&rv, home.path());
-    let to_daemon = pattern(1 << 20, 1);
-    let to_mio = pattern(1 << 20, 7);
-
-    // The daemon's side runs on a tokio runtime in another thread, through the daemon's socket.
-    let socket = daemon.dir().join("pilot.sock");
+/// The daemon's application side: accepts one stream on port 5000 and reports what it read,
+/// then dials the mio node's port 6000 and writes `send_back`. Signals once it listens.
+fn spawn_daemon_side(
+    socket: std::path::PathBuf,
+    addr_m: Addr,
+    send_back: Vec<u8>,
+) -> (
+    mpsc::Receiver<()>,
+    mpsc::Receiver<Vec<u8>>,
+    std::thread::JoinHandle<()>,
+) {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (got_tx, got_rx) = mpsc::channel();
-    let send_back = to_mio.clone();
-    let daemon_side = std::thread::spawn(move || {
+    let handle = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -248,6 +255,22 @@ fn mio_node_and_daemon_stream_one_megabyte_both_ways() {
             let _ = tokio::time::timeout(WAIT, conn.read_to_end(&mut rest)).await;
         });
     });
+    (ready_rx, got_rx, handle)
+}
+
+#[test]
+fn mio_node_and_daemon_stream_one_megabyte_both_ways() {
+    let rv = Rendezvous::start();
+    let mut daemon = TestNode::new();
+    let addr_d = start_daemon(&mut daemon, &rv);
+    let home = tempfile::tempdir().expect("tempdir");
+    let (node, addr_m) = start_mio(&rv, home.path());
+    let to_daemon = pattern(1 << 20, 1);
+    let to_mio = pattern(1 << 20, 7);
+
+    // The daemon's side runs on a tokio runtime in another thread, through the daemon's socket.
+    let (ready_rx, got_rx, daemon_side) =
+        spawn_daemon_side(daemon.dir().join("pilot.sock"), addr_m, to_mio.clone());
     ready_rx.recv_timeout(WAIT).expect("daemon side listening");
 
     // Mio → daemon.
