@@ -2,6 +2,14 @@
 //! connection speaking the extended protocol through `pilot_proto::pubsub::client`, on this
 //! node's own broker or on another node's; [`MioNode::publish_to`] publishes on another node's
 //! broker.
+//!
+//! # Limitations
+//!
+//! - A broken broker connection is not resumed: `next_event` returns [`MioError::Broker`] and
+//!   the caller subscribes again (events in between are missed unless it asks for replay).
+//! - `publish_to` opens one broker connection per event and waits for its acknowledgement:
+//!   fine for occasional events, slow for a high rate (publish on the own broker instead, or
+//!   keep a [`Subscription`]-style connection).
 
 use std::collections::VecDeque;
 use std::io::{Read as _, Write as _};
@@ -87,6 +95,7 @@ impl MioNode {
         Ok(sub)
     }
 
+    // Limitation: one broker connection per call (dial, publish, acknowledgement, close).
     /// Publishes on the broker of `node` and waits until the broker stored the event.
     ///
     /// # Errors
@@ -167,6 +176,7 @@ impl Subscription {
         }
     }
 
+    // Limitation: a `Broker` error here ends the subscription; it is not resumed.
     fn accept(&mut self, message: ServerMessage) -> Result<()> {
         let event = match message {
             ServerMessage::Event(d) if d.id == self.id => Event {
