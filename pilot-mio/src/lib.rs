@@ -51,7 +51,7 @@ mod stream;
 pub use config::MioConfig;
 pub use error::{MioError, Result};
 pub use node::{MioNode, StopHandle};
-pub use pubsub::{Event, Subscription};
+pub use pubsub::{Event, Publisher, Subscription};
 pub use stream::{Listener, Stream};
 
 pub use pilot_proto::agent::AgentConfig;

@@ -1,15 +1,11 @@
-//! Pub/sub over the event broker (virtual port 1002): [`Subscription`] is one broker
-//! connection speaking the extended protocol through `pilot_proto::pubsub::client`, on this
-//! node's own broker or on another node's; [`MioNode::publish_to`] publishes on another node's
-//! broker.
+//! Pub/sub over the event broker (virtual port 1002), speaking the extended protocol through
+//! `pilot_proto::pubsub::client`: [`Subscription`] receives events from this node's own broker
+//! or another node's; [`Publisher`] keeps one connection to a broker for many publishes.
 //!
 //! # Limitations
 //!
-//! - A broken broker connection is not resumed: `next_event` returns [`MioError::Broker`] and
-//!   the caller subscribes again (events in between are missed unless it asks for replay).
-//! - `publish_to` opens one broker connection per event and waits for its acknowledgement:
-//!   fine for occasional events, slow for a high rate (publish on the own broker instead, or
-//!   keep a [`Subscription`]-style connection).
+//! - A broken broker connection is not resumed: the call returns [`MioError::Broker`] and the
+//!   caller subscribes (or connects) again; events in between are missed.
 
 use std::collections::VecDeque;
 use std::io::{Read as _, Write as _};
@@ -40,16 +36,72 @@ pub struct Event {
     pub seq: u64,
 }
 
+/// One connection to a broker: the stream and the client protocol state.
+#[derive(Debug)]
+struct BrokerConn {
+    stream: Stream,
+    session: ClientSession,
+    buf: Vec<u8>,
+}
+
+impl BrokerConn {
+    /// Dials `node`'s broker and sends the hello.
+    fn open(node: &MioNode, broker: Addr, deadline: Instant) -> Result<Self> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = node.dial(AddrPort::new(broker, port::EVENT_STREAM), left)?;
+        let mut conn = Self {
+            stream,
+            session: ClientSession::new(),
+            buf: vec![0u8; 16 * 1024],
+        };
+        let hello = conn.session.hello();
+        conn.write(&hello, deadline)?;
+        Ok(conn)
+    }
+
+    fn write(&mut self, frame: &[u8], deadline: Instant) -> Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.stream.set_write_timeout(Some(left));
+        self.stream.write_all(frame).map_err(io_to_mio)
+    }
+
+    /// The next decoded broker message, reading (and turning the loop) until the deadline.
+    fn next_message(&mut self, deadline: Instant) -> Result<ServerMessage> {
+        loop {
+            if let Some(message) = self.session.poll_message() {
+                return Ok(message);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let n = self.stream.read(&mut self.buf).map_err(io_to_mio)?;
+            if n == 0 {
+                return Err(MioError::Broker("the broker closed the connection".into()));
+            }
+            self.session
+                .handle_bytes(&self.buf[..n])
+                .map_err(|e| MioError::Broker(e.to_string()))?;
+        }
+    }
+}
+
 /// A live subscription on one broker. Dropping it closes the broker connection.
 #[derive(Debug)]
 pub struct Subscription {
-    stream: Stream,
-    session: ClientSession,
+    conn: BrokerConn,
     id: SubscriptionId,
     filter: String,
     pending: VecDeque<Event>,
     dropped: u64,
-    buf: Vec<u8>,
+}
+
+/// A connection for publishing on one broker. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct Publisher {
+    conn: BrokerConn,
+    broker: Addr,
+    sent: u64,
+    acked: u64,
 }
 
 impl MioNode {
@@ -76,27 +128,37 @@ impl MioNode {
     ) -> Result<Subscription> {
         let parsed = TopicFilter::parse(filter).map_err(|e| MioError::Topic(e.to_string()))?;
         let deadline = Instant::now() + timeout;
-        let stream = self.dial(AddrPort::new(node, port::EVENT_STREAM), timeout)?;
-        let mut session = ClientSession::new();
-        let hello = session.hello();
-        let (id, frame) = session.subscribe(parsed, SubscribeOptions::default());
+        let mut conn = BrokerConn::open(self, node, deadline)?;
+        let (id, frame) = conn.session.subscribe(parsed, SubscribeOptions::default());
+        conn.write(&frame, deadline)?;
         let mut sub = Subscription {
-            stream,
-            session,
+            conn,
             id,
             filter: filter.to_owned(),
             pending: VecDeque::new(),
             dropped: 0,
-            buf: vec![0u8; 16 * 1024],
         };
-        sub.write_frames(&[hello, frame], deadline)?;
         sub.wait_suback(deadline)?;
         tracing::info!(%node, filter, "subscribed");
         Ok(sub)
     }
 
-    // Limitation: one broker connection per call (dial, publish, acknowledgement, close).
-    /// Publishes on the broker of `node` and waits until the broker stored the event.
+    /// Opens a publishing connection to the broker of `node`.
+    ///
+    /// # Errors
+    /// [`MioError::Dial`], [`MioError::TimedOut`], [`MioError::Stopped`].
+    pub fn publisher(&self, node: Addr, timeout: Duration) -> Result<Publisher> {
+        let conn = BrokerConn::open(self, node, Instant::now() + timeout)?;
+        Ok(Publisher {
+            conn,
+            broker: node,
+            sent: 0,
+            acked: 0,
+        })
+    }
+
+    /// Publishes one event on the broker of `node` and waits until the broker stored it (one
+    /// connection per call: use [`Self::publisher`] for many).
     ///
     /// # Errors
     /// [`MioError::Topic`], [`MioError::Dial`], [`MioError::TimedOut`], [`MioError::Broker`].
@@ -107,33 +169,57 @@ impl MioNode {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<()> {
-        let topic = Topic::parse(topic).map_err(|e| MioError::Topic(e.to_string()))?;
         let deadline = Instant::now() + timeout;
-        let stream = self.dial(AddrPort::new(node, port::EVENT_STREAM), timeout)?;
-        let mut client = Subscription {
-            stream,
-            session: ClientSession::new(),
-            id: SubscriptionId(0),
-            filter: String::new(),
-            pending: VecDeque::new(),
-            dropped: 0,
-            buf: vec![0u8; 4096],
-        };
-        let frames = [
-            client.session.hello(),
-            client.session.publish(&topic, payload),
-        ];
-        client.write_frames(&frames, deadline)?;
-        loop {
-            match client.next_message(deadline)? {
-                ServerMessage::PubAck { .. } => break,
+        let mut publisher = self.publisher(node, timeout)?;
+        publisher.publish(topic, payload)?;
+        publisher.flush(deadline.saturating_duration_since(Instant::now()))?;
+        publisher.close(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl Publisher {
+    /// The broker's node.
+    pub fn broker(&self) -> Addr {
+        self.broker
+    }
+
+    /// Sends one event (blocking only while the stream's send buffer is full).
+    ///
+    /// # Errors
+    /// [`MioError::Topic`], [`MioError::TimedOut`] (the send buffer stayed full for 30 s),
+    /// [`MioError::Io`] when the connection broke.
+    pub fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        let topic = Topic::parse(topic).map_err(|e| MioError::Topic(e.to_string()))?;
+        let frame = self.conn.session.publish(&topic, payload);
+        self.conn
+            .write(&frame, Instant::now() + Duration::from_secs(30))?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Waits until the broker stored every event sent so far.
+    ///
+    /// # Errors
+    /// [`MioError::TimedOut`], [`MioError::Broker`] when it refused one or the connection
+    /// broke.
+    pub fn flush(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.acked < self.sent {
+            match self.conn.next_message(deadline)? {
+                ServerMessage::PubAck { number, .. } => self.acked = self.acked.max(number),
                 ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
                 _ => {}
             }
         }
-        client
-            .stream
-            .finish(deadline.saturating_duration_since(Instant::now()))
+        Ok(())
+    }
+
+    /// Closes the connection and waits until it has fully closed.
+    ///
+    /// # Errors
+    /// As [`Stream::finish`].
+    pub fn close(self, timeout: Duration) -> Result<()> {
+        self.conn.stream.finish(timeout)
     }
 }
 
@@ -159,7 +245,7 @@ impl Subscription {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
-            let message = self.next_message(deadline)?;
+            let message = self.conn.next_message(deadline)?;
             self.accept(message)?;
         }
     }
@@ -202,39 +288,11 @@ impl Subscription {
 
     fn wait_suback(&mut self, deadline: Instant) -> Result<()> {
         loop {
-            match self.next_message(deadline)? {
+            match self.conn.next_message(deadline)? {
                 ServerMessage::SubAck { id, .. } if id == self.id => return Ok(()),
                 ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
                 other => self.accept(other)?,
             }
-        }
-    }
-
-    fn write_frames(&mut self, frames: &[Vec<u8>], deadline: Instant) -> Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.stream.set_write_timeout(Some(left));
-        for frame in frames {
-            self.stream.write_all(frame).map_err(io_to_mio)?;
-        }
-        Ok(())
-    }
-
-    /// The next decoded broker message, reading (and turning the loop) until the deadline.
-    fn next_message(&mut self, deadline: Instant) -> Result<ServerMessage> {
-        loop {
-            if let Some(message) = self.session.poll_message() {
-                return Ok(message);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            let n = self.stream.read(&mut self.buf).map_err(io_to_mio)?;
-            if n == 0 {
-                return Err(MioError::Broker("the broker closed the connection".into()));
-            }
-            self.session
-                .handle_bytes(&self.buf[..n])
-                .map_err(|e| MioError::Broker(e.to_string()))?;
         }
     }
 }

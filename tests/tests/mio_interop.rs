@@ -113,6 +113,28 @@ fn turn_until_line(node: &MioNode, child: &Streamed, mut poke: impl FnMut()) -> 
     }
 }
 
+/// Turns the mio node until `child` printed `n` JSON events on `topic`; returns their data.
+fn turn_collect(node: &MioNode, child: &Streamed, n: usize, topic: &str) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} events",
+            got.len()
+        );
+        let Ok(line) = child.stdout.try_recv() else {
+            node.turn(Duration::from_millis(20)).expect("turn");
+            continue;
+        };
+        let event: Value = serde_json::from_str(&line).expect("json event");
+        if event["topic"] == topic {
+            got.push(event["data"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    got
+}
+
 /// Turns the mio node until `child` exits; returns whether it succeeded.
 fn turn_until_exit(node: &MioNode, child: &mut Streamed) -> bool {
     let deadline = Instant::now() + WAIT;
@@ -185,6 +207,19 @@ fn mio_to_daemon_events(node: &MioNode, daemon: &TestNode, addr_d: Addr, addr_m:
     });
     let event: Value = serde_json::from_str(&line).expect("json event");
     assert_eq!(event["topic"], "metrics.cpu");
+
+    // A burst through one publishing connection arrives whole and in order.
+    let mut publisher = node.publisher(addr_d, WAIT).expect("publisher");
+    for i in 0..20 {
+        publisher
+            .publish("metrics.burst", i.to_string().as_bytes())
+            .expect("publish");
+    }
+    publisher.flush(WAIT).expect("every publish acknowledged");
+    let burst = turn_collect(node, &daemon_sub, 20, "metrics.burst");
+    let expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    assert_eq!(burst, expected);
+    publisher.close(WAIT).expect("publisher closes");
     drop(daemon_sub);
 }
 
