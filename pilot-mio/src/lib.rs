@@ -13,7 +13,8 @@
 //!
 //! Nothing runs between calls. Every blocking call of this crate turns the loop while it
 //! waits: [`MioNode::run_until`], [`MioNode::run`], [`Stream`]'s `Read`/`Write`,
-//! [`Listener::accept`], [`Subscription::next_event`]. [`StopHandle::stop`] (from any thread)
+//! [`Listener::accept`], [`Subscription::next_event`], [`Publisher::flush`].
+//! [`StopHandle::stop`] (from any thread)
 //! makes the blocked call return [`MioError::Stopped`].
 //!
 //! ```no_run
@@ -36,6 +37,7 @@
 //!   threads. Use the tokio daemon for a multi-threaded program.
 //! - Trust state is not persisted (see `driver`), and inbound port datagrams are not exposed.
 //! - Dropped streams finish closing only while the node keeps turning.
+//! - A broken broker connection is not resumed; subscribe again.
 
 #![forbid(unsafe_code)]
 
