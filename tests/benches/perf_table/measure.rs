@@ -213,7 +213,10 @@ pub(crate) async fn pubsub_throughput(
         .map(|mut s| {
             let (delivered, last) = (delivered.clone(), last.clone());
             tokio::spawn(async move {
-                while let Some(Ok(_)) = s.next_event().await {
+                while let Some(Ok(event)) = s.next_event().await {
+                    if event.topic != "perf.e" {
+                        continue;
+                    }
                     delivered.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut l) = last.lock() {
                         *l = Instant::now();

@@ -19,8 +19,11 @@ fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// The release `pilotctl`: `PILOT_PERF_PILOTCTL` if set, otherwise built (or found up to date)
-/// by `cargo build --release -p pilot-tokio --bin pilotctl` and taken from the target directory.
+/// The optimised `pilotctl`: `PILOT_PERF_PILOTCTL` if set, otherwise built (or found up to
+/// date) by `cargo build --profile bench -p pilot-tokio --bin pilotctl` and taken from
+/// `target/release/`. The bench profile is the release profile without stripping; building with
+/// it reuses the dependencies `cargo bench` has just compiled, where `--release` would rebuild
+/// several of them (seen here after every `cargo bench`).
 pub(crate) fn pilotctl() -> PathBuf {
     if let Some(path) = std::env::var_os("PILOT_PERF_PILOTCTL") {
         return PathBuf::from(path);
@@ -45,7 +48,7 @@ pub(crate) fn pilotctl() -> PathBuf {
     let path = target.join("release").join("pilotctl");
     assert!(
         path.is_file(),
-        "no release pilotctl at {} (cargo build: {status:?})",
+        "no optimised pilotctl at {} (cargo build: {status:?})",
         path.display()
     );
     path
