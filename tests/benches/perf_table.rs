@@ -29,21 +29,26 @@ use std::path::Path;
 use std::time::Duration;
 
 use measure::{Throughput, bounded};
-use procs::{Daemon, Rendezvous};
+use procs::{Daemon, Rendezvous, Rss};
 
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Results {
     raw_udp_mbs: f64,
-    goodput_mbs: f64,
-    first_contact_ms: Vec<f64>,
+    goodput_mbs: Result<f64, String>,
+    /// Per target: (dial returned, first byte back) in ms.
+    first_contact_ms: Vec<(f64, f64)>,
     echo_ms: (f64, f64),
     pubsub_1: Throughput,
     pubsub_100: Throughput,
     latency_ms: (f64, f64),
     latency_counts: (u64, usize),
-    idle_rss_kib: u64,
-    rss_100_kib: u64,
+    /// Longest publish-to-deliver latency (ms) and the number of episodes (runs of
+    /// consecutive events) slower than 2 ms.
+    latency_tail: (f64, usize),
+    udp_latency_ms: (f64, f64),
+    idle_rss: Rss,
+    rss_100: Rss,
     load_before: String,
     load_after: String,
 }
@@ -55,7 +60,8 @@ fn main() {
     let load_before = load_average();
     let exe = procs::pilotctl();
     eprintln!("perf_table: using {}", exe.display());
-    let raw_udp_mbs = measure::raw_udp(Duration::from_secs(1));
+    let raw_udp_mbs = measure::raw_udp(Duration::from_millis(500));
+    let mut udp_latency = measure::udp_latency(10_000, Duration::from_secs(2));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,6 +69,7 @@ fn main() {
         .expect("runtime");
     let mut results = rt.block_on(run(&exe));
     results.raw_udp_mbs = raw_udp_mbs;
+    results.udp_latency_ms = measure::p50_p99(&mut udp_latency);
     results.load_before = load_before;
     results.load_after = load_average();
     let text = table::render(&results);
@@ -93,27 +100,34 @@ async fn run(exe: &Path) -> Results {
 
     let mut first_contact_ms = Vec::new();
     for target in [b, &nodes[2], &nodes[3], &nodes[4]] {
-        let d = measure::first_contact(&ca, target).await;
-        first_contact_ms.push(d.as_secs_f64() * 1e3);
+        let (dial, first) = measure::first_contact(&ca, target).await;
+        let (dial, first) = (dial.as_secs_f64() * 1e3, first.as_secs_f64() * 1e3);
+        eprintln!("perf_table: first contact: dial {dial:.1} ms, first byte {first:.1} ms");
+        first_contact_ms.push((dial, first));
     }
     let mut echo = measure::echo_rtts(&ca, b, 2000).await;
     let echo_ms = measure::p50_p99(&mut echo);
     eprintln!("perf_table: first contact and echo done");
 
     let goodput_mbs = measure::goodput(a, b, 96 << 20, Duration::from_secs(10)).await;
-    eprintln!("perf_table: goodput {goodput_mbs:.1} MB/s");
+    eprintln!("perf_table: goodput {goodput_mbs:?} MB/s");
 
     let (publisher, subs) = measure::subscribers(b, 1).await;
     let pubsub_1 =
         measure::pubsub_throughput(b, &publisher, subs, 400_000, Duration::from_secs(3)).await;
     let (published, mut lat) = measure::pubsub_latency(b, 10_000, Duration::from_secs(2)).await;
     let latency_counts = (published, lat.len());
+    let latency_tail = measure::tail(&lat, Duration::from_millis(2));
+    eprintln!(
+        "perf_table: latency max {:.1} ms, {} episodes over 2 ms",
+        latency_tail.0, latency_tail.1
+    );
     let latency_ms = measure::p50_p99(&mut lat);
     eprintln!("perf_table: pub/sub to one subscriber done");
 
     let host = &nodes[3];
     let (publisher, subs) = bounded("100 subscribers", measure::subscribers(host, 100)).await;
-    let rss_100_kib = host.rss_kib().unwrap_or(0);
+    let rss_100 = host.rss_kib();
     let pubsub_100 =
         measure::pubsub_throughput(host, &publisher, subs, 20_000, Duration::from_secs(3)).await;
     eprintln!("perf_table: pub/sub to 100 subscribers done");
@@ -127,8 +141,10 @@ async fn run(exe: &Path) -> Results {
         pubsub_100,
         latency_ms,
         latency_counts,
-        idle_rss_kib: idle.rss_kib().unwrap_or(0),
-        rss_100_kib,
+        latency_tail,
+        udp_latency_ms: (0.0, 0.0),
+        idle_rss: idle.rss_kib(),
+        rss_100,
         load_before: String::new(),
         load_after: String::new(),
     }

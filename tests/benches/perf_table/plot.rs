@@ -20,7 +20,7 @@ struct Panel {
 }
 
 fn panels(r: &Results) -> Vec<Panel> {
-    let mut fc = r.first_contact_ms.clone();
+    let mut fc: Vec<f64> = r.first_contact_ms.iter().map(|s| s.1).collect();
     fc.sort_by(f64::total_cmp);
     let fc_median = fc.get(fc.len() / 2).copied().unwrap_or(0.0);
     let bar = |label: &str, v: f64, c: RGBColor| (label.to_owned(), v, c);
@@ -30,7 +30,7 @@ fn panels(r: &Results) -> Vec<Panel> {
             unit: "MB/s",
             bars: vec![
                 bar("raw UDP", r.raw_udp_mbs, RAW),
-                bar("pilot-rs", r.goodput_mbs, RS),
+                bar("pilot-rs", *r.goodput_mbs.as_ref().unwrap_or(&0.0), RS),
                 bar("v0.5", 0.29, V05),
             ],
             goal: Some(r.raw_udp_mbs * 0.5),
@@ -68,6 +68,8 @@ fn panels(r: &Results) -> Vec<Panel> {
             bars: vec![
                 bar("p50", r.latency_ms.0, RS),
                 bar("p99", r.latency_ms.1, RS),
+                bar("UDP p50", r.udp_latency_ms.0, RAW),
+                bar("UDP p99", r.udp_latency_ms.1, RAW),
             ],
             goal: Some(1.0),
         },
@@ -75,8 +77,9 @@ fn panels(r: &Results) -> Vec<Panel> {
             title: "daemon RSS (MiB)",
             unit: "MiB",
             bars: vec![
-                bar("idle", r.idle_rss_kib as f64 / 1024.0, RS),
-                bar("100 clients", r.rss_100_kib as f64 / 1024.0, RS),
+                bar("idle", r.idle_rss.total as f64 / 1024.0, RS),
+                bar("idle anon", r.idle_rss.anon as f64 / 1024.0, RS),
+                bar("100 clients", r.rss_100.total as f64 / 1024.0, RS),
                 bar("v0.5 idle", 10.0, V05),
             ],
             goal: Some(4.0),

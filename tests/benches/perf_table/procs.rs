@@ -184,10 +184,32 @@ impl Daemon {
         self.guard.pid()
     }
 
-    /// Resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
-    pub(crate) fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+    /// `VmRSS`, `RssAnon` and `RssFile` in KiB from `/proc/<pid>/status` (0 when unreadable).
+    pub(crate) fn rss_kib(&self) -> Rss {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        };
+        Rss {
+            total: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:"),
+        }
     }
+}
+
+/// A process's resident memory in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rss {
+    /// All resident pages (`VmRSS`).
+    pub(crate) total: u64,
+    /// Anonymous pages: heap, stacks (`RssAnon`).
+    pub(crate) anon: u64,
+    /// File-backed pages: the mapped binary and shared libraries (`RssFile`).
+    pub(crate) file: u64,
 }
