@@ -1,4 +1,4 @@
-//! The processes the perf table starts: the release `pilotctl` binary, a standalone rendezvous
+//! The processes the perf table starts: the optimised `pilotctl` binary, a standalone rendezvous
 //! and `pilotctl daemon run` nodes, each in its own temp state directory. Every child is killed
 //! by its own PID when its guard drops (also on panic); nothing else is ever signalled.
 
@@ -30,11 +30,12 @@ pub(crate) fn pilotctl() -> PathBuf {
     }
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("perf_table: cargo build --release -p pilot-tokio --bin pilotctl");
+    eprintln!("perf_table: cargo build --profile bench -p pilot-tokio --bin pilotctl");
     let status = Command::new(cargo)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "bench",
             "-p",
             "pilot-tokio",
             "--bin",
