@@ -94,6 +94,16 @@ pub enum NodeEvent {
         /// Last evicted sequence number.
         through: Seq,
     },
+    /// A sealed control packet (port 0) arrived from a keyed peer; its payload belongs to the
+    /// agent (path probes, candidates, refusals).
+    Control {
+        /// The authenticated sender.
+        peer: Addr,
+        /// Where the frame came from (an endpoint, or the agent's relay marker).
+        from: SocketAddr,
+        /// The payload (at most `MAX_CONTROL_PAYLOAD` bytes).
+        payload: Vec<u8>,
+    },
     /// A datagram that is not a tunnel frame arrived (a beacon message); the node hands it on.
     NonTunnel {
         /// Where it came from.

@@ -15,9 +15,11 @@
 //! - Peers are added by the driver ([`Node::add_peer`]) from registry lookups; the node does
 //!   not yet run the registry client or the beacon client itself, so non-tunnel datagrams are
 //!   surfaced as [`NodeEvent::NonTunnel`] for the driver to route.
-//! - Control-protocol packets (v0.5 ping to port 0) are counted and dropped.
+//! - Control-protocol packets (v0.5 ping to port 0) are surfaced only when they arrived sealed
+//!   from a keyed peer ([`NodeEvent::Control`]); plaintext ones are counted and dropped.
 
 mod config;
+mod control;
 mod event;
 mod services;
 
@@ -28,6 +30,7 @@ use std::time::Instant;
 use ed25519_dalek::VerifyingKey;
 
 pub use config::NodeConfig;
+pub use control::MAX_CONTROL_PAYLOAD;
 pub use event::{NodeError, NodeEvent, NodeStats};
 
 use crate::Transmit;
@@ -138,16 +141,36 @@ impl Node {
 
     /// Handles one UDP datagram received on the node's socket. The buffer is decrypted in
     /// place. Never fails: bad input is dropped and counted.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+    ///
+    /// Returns the peer's node id when the datagram was a sealed frame that authenticated under
+    /// a session with that peer (the evidence NAT traversal needs that `from` reaches it).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Option<u32> {
         let now = self.clamp(now);
+        let mut authenticated = None;
         match self.tunnel.handle_datagram(now, from, datagram) {
-            Inbound::Packet { packet, .. } => Self::route_inbound(
-                &mut self.transport,
-                &mut self.stats,
-                now,
-                self.address,
+            Inbound::Packet {
+                node,
                 packet,
-            ),
+                encrypted,
+            } => {
+                authenticated = encrypted.then_some(node);
+                if encrypted && control::is_control(packet) {
+                    self.on_control(from, node, packet);
+                } else {
+                    Self::route_inbound(
+                        &mut self.transport,
+                        &mut self.stats,
+                        now,
+                        self.address,
+                        packet,
+                    );
+                }
+            }
             Inbound::NotTunnel => self.push_event(NodeEvent::NonTunnel {
                 from,
                 bytes: datagram.to_vec(),
@@ -155,6 +178,7 @@ impl Node {
             Inbound::Consumed | Inbound::Dropped(_) => {}
         }
         self.pump(now);
+        authenticated
     }
 
     /// Fires every timer that is due. Call when the instant from `poll_timeout` has passed.
