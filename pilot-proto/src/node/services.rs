@@ -87,7 +87,7 @@ impl Services {
     ) -> Option<NodeEvent> {
         match event {
             TransportEvent::Incoming { conn, port, remote } => self
-                .on_incoming(now, conn, port)
+                .on_incoming(now, transport, conn, port)
                 .then_some(NodeEvent::Incoming {
                     stream: conn,
                     port,
@@ -150,12 +150,21 @@ impl Services {
     }
 
     /// Returns whether an incoming connection belongs to the application.
-    fn on_incoming(&mut self, now: Instant, conn: ConnId, local_port: u16) -> bool {
+    fn on_incoming(
+        &mut self,
+        now: Instant,
+        transport: &mut Transport,
+        conn: ConnId,
+        local_port: u16,
+    ) -> bool {
         let Some(kind) = self.kind_for(local_port) else {
             return true;
         };
         let outbox = VecDeque::new();
         self.conns.insert(conn, ServiceConn { kind, outbox });
+
+        // Services answer in whole frames already; Nagle would only hold events back.
+        transport.set_nodelay(conn, true);
         if let (ServiceKind::Broker, Some(broker)) = (kind, &mut self.broker) {
             broker.handle_connect(now, client_id(conn));
         }
