@@ -11,13 +11,15 @@
 //!
 //! # Limitations
 //!
-//! - Goodput, first contact and pub/sub through the mio node are reported as not measured
-//!   until pilot-mio has a node API the bench can drive.
+//! - The mio column covers goodput and events/s only; its events/s uses the mio node's own
+//!   broker with publisher and subscriber in the node's one thread.
 //! - Clients, daemons and the bench share the machine's cores; on a busy machine every figure
 //!   is lower than on an idle one (the table prints the load average).
 
 #[path = "perf_table/measure.rs"]
 mod measure;
+#[path = "perf_table/mio_node.rs"]
+mod mio_node;
 #[path = "perf_table/plot.rs"]
 mod plot;
 #[path = "perf_table/procs.rs"]
@@ -49,6 +51,7 @@ pub struct Results {
     udp_latency_ms: (f64, f64),
     idle_rss: Rss,
     rss_100: Rss,
+    mio: mio_node::MioFigures,
     load_before: String,
     load_after: String,
 }
@@ -125,6 +128,9 @@ async fn run(exe: &Path) -> Results {
     let latency_ms = measure::p50_p99(&mut lat);
     eprintln!("perf_table: pub/sub to one subscriber done");
 
+    let mio = mio_node::measure(&rv.registry, b).await;
+    eprintln!("perf_table: mio node: {mio:?}");
+
     let host = &nodes[3];
     let (publisher, subs) = bounded("100 subscribers", measure::subscribers(host, 100)).await;
     let rss_100 = host.rss_kib();
@@ -145,6 +151,7 @@ async fn run(exe: &Path) -> Results {
         udp_latency_ms: (0.0, 0.0),
         idle_rss: idle.rss_kib(),
         rss_100,
+        mio,
         load_before: String::new(),
         load_after: String::new(),
     }

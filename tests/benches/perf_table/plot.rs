@@ -10,6 +10,7 @@ use crate::Results;
 const RS: RGBColor = RGBColor(31, 119, 180);
 const V05: RGBColor = RGBColor(160, 160, 160);
 const RAW: RGBColor = RGBColor(44, 160, 44);
+const MIO: RGBColor = RGBColor(255, 127, 14);
 
 /// One panel: a title, a unit and bars; `goal` draws a horizontal line.
 struct Panel {
@@ -31,6 +32,7 @@ fn panels(r: &Results) -> Vec<Panel> {
             bars: vec![
                 bar("raw UDP", r.raw_udp_mbs, RAW),
                 bar("pilot-rs", *r.goodput_mbs.as_ref().unwrap_or(&0.0), RS),
+                bar("mio", *r.mio.goodput_mbs.as_ref().unwrap_or(&0.0), MIO),
                 bar("v0.5", 0.29, V05),
             ],
             goal: Some(r.raw_udp_mbs * 0.5),
@@ -57,6 +59,11 @@ fn panels(r: &Results) -> Vec<Panel> {
             unit: "events/s",
             bars: vec![
                 bar("1 sub", r.pubsub_1.per_subscriber, RS),
+                bar(
+                    "mio 1 sub",
+                    *r.mio.events_per_s.as_ref().unwrap_or(&0.0),
+                    MIO,
+                ),
                 bar("100 subs", r.pubsub_100.per_subscriber, RS),
                 bar("v0.5 1 sub", 37.0, V05),
             ],
@@ -127,12 +134,13 @@ where
         .margin(12)
         .x_label_area_size(28)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+        .build_cartesian_2d((0..n.max(2) - 1).into_segmented(), 0.0..top)?;
     let labels: Vec<String> = p.bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
         .y_desc(p.unit)
+        .y_label_formatter(&|v| compact(*v))
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
@@ -155,4 +163,15 @@ where
         chart.draw_series(std::iter::once(PathElement::new(line, RED.stroke_width(2))))?;
     }
     Ok(())
+}
+
+/// Axis numbers short enough for the label area: `400k`, `12.5`, `0.25`.
+fn compact(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }

@@ -21,9 +21,8 @@ fn workspace_root() -> PathBuf {
 
 /// The optimised `pilotctl`: `PILOT_PERF_PILOTCTL` if set, otherwise built (or found up to
 /// date) by `cargo build --profile bench -p pilot-tokio --bin pilotctl` and taken from
-/// `target/release/`. The bench profile is the release profile without stripping; building with
-/// it reuses the dependencies `cargo bench` has just compiled, where `--release` would rebuild
-/// several of them (seen here after every `cargo bench`).
+/// `target/release/`. The bench profile is the release profile without stripping, so this
+/// build shares most compiled dependencies with `cargo bench` (a `--release` build did not).
 pub(crate) fn pilotctl() -> PathBuf {
     if let Some(path) = std::env::var_os("PILOT_PERF_PILOTCTL") {
         return PathBuf::from(path);
