@@ -226,22 +226,24 @@ pub fn agent_config() -> AgentConfig {
 
 /// Builds a cell with `loss` on every link.
 pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
+    build_cell_with(seed, a, b, loss, (agent_config(), agent_config()))
+}
+
+/// [`build_cell`] with the agents' configurations given (`a`'s, then `b`'s).
+pub fn build_cell_with(
+    seed: u64,
+    a: NatKind,
+    b: NatKind,
+    loss: f64,
+    configs: (AgentConfig, AgentConfig),
+) -> Cell {
     let mut builder = SimBuilder::new(seed);
     let link = LinkConfig::with_latency(Duration::from_millis(10))
         .jitter(Duration::from_millis(2))
         .loss(loss);
     builder.default_link(link);
     let sources = SourceMap::default();
-    let map = sources.clone();
-    let rendezvous = builder.host("rendezvous", NetId::INTERNET, move |ctx: &_| {
-        Box::new(Rendezvous::new(ctx, map.clone()))
-    });
-    builder
-        .host_mut(rendezvous)
-        .addr(RENDEZVOUS_IP.into())
-        .udp_ports(&[BEACON_PORT])
-        .listen(REGISTRY_PORT)
-        .listen(BEACON_STREAM_PORT);
+    let rendezvous = add_rendezvous(&mut builder, sources.clone());
     let nat_a = a.nat().map(|c| builder.nat("nat-a", NetId::INTERNET, c));
     let shared = a == b && a.is_lan();
     let nat_b = if shared {
@@ -249,8 +251,8 @@ pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
     } else {
         b.nat().map(|c| builder.nat("nat-b", NetId::INTERNET, c))
     };
-    let a_host = add_agent(&mut builder, "a", nat_a);
-    let b_host = add_agent(&mut builder, "b", nat_b);
+    let a_host = add_agent(&mut builder, "a", nat_a, configs.0);
+    let b_host = add_agent(&mut builder, "b", nat_b, configs.1);
     debug_assert_eq!((rendezvous, a_host, b_host), (RENDEZVOUS, A, B));
     let mut cell = Cell {
         sim: builder.build().expect("the matrix topology is valid"),
@@ -264,11 +266,29 @@ pub fn build_cell(seed: u64, a: NatKind, b: NatKind, loss: f64) -> Cell {
     cell
 }
 
-fn add_agent(builder: &mut SimBuilder, name: &str, nat: Option<NatId>) -> HostId {
+fn add_rendezvous(builder: &mut SimBuilder, sources: SourceMap) -> HostId {
+    let rendezvous = builder.host("rendezvous", NetId::INTERNET, move |ctx: &_| {
+        Box::new(Rendezvous::new(ctx, sources.clone()))
+    });
+    builder
+        .host_mut(rendezvous)
+        .addr(RENDEZVOUS_IP.into())
+        .udp_ports(&[BEACON_PORT])
+        .listen(REGISTRY_PORT)
+        .listen(BEACON_STREAM_PORT);
+    rendezvous
+}
+
+fn add_agent(
+    builder: &mut SimBuilder,
+    name: &str,
+    nat: Option<NatId>,
+    config: AgentConfig,
+) -> HostId {
     let net = nat.map_or(NetId::INTERNET, NatId::inside);
     let registry = SocketAddr::from((RENDEZVOUS_IP, REGISTRY_PORT));
     builder.host(name, net, move |ctx: &_| {
-        Box::new(AgentHost::new(ctx, agent_config(), registry))
+        Box::new(AgentHost::new(ctx, config.clone(), registry))
     })
 }
 

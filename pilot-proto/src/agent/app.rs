@@ -179,6 +179,9 @@ impl Agent {
     }
 
     fn on_node_event(&mut self, now: Instant, event: NodeEvent) {
+        let Some(event) = self.trust_stream_event(now, event) else {
+            return;
+        };
         match event {
             NodeEvent::UnknownPeer { node, from } => self.on_unknown_peer(now, node, from),
             NodeEvent::NonTunnel { .. } => {}
@@ -219,6 +222,8 @@ impl Agent {
     }
 
     /// A private node resets streams from untrusted peers and tells them why.
+    // Limitation: built-in service ports never raise `Incoming`, so they are not checked, and
+    // the transport has already completed the handshake when this runs.
     fn admit_stream(&mut self, now: Instant, stream: ConnId, port: u16, remote: AddrPort) {
         let Err(refusal) = self.trust.admit_connection(remote.addr.node, port) else {
             self.forward(NodeEvent::Incoming {

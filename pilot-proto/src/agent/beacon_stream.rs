@@ -99,6 +99,7 @@ impl Agent {
 
     /// The beacon stream closed or could not be opened: back to UDP until the beacon is
     /// silent again.
+    // Limitation: while the stream is open the agent never tries UDP to the beacon again.
     pub fn handle_beacon_stream_closed(&mut self, now: Instant) {
         let now = self.clamp(now);
         self.beacon_stream = BeaconStream::default();

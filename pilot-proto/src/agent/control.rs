@@ -20,6 +20,17 @@ impl Agent {
         self.control(now, id)
     }
 
+    /// Resolves a node's endpoint at the registry (refused for private nodes that do not trust
+    /// us); answered by [`AgentEvent::ControlResult`].
+    ///
+    /// # Errors
+    /// As [`Self::resolve_hostname`], or not registered yet.
+    pub fn resolve(&mut self, now: Instant, peer: Addr) -> Result<ControlId, AgentError> {
+        let now = self.clamp(now);
+        let id = self.registry.resolve(now, peer.node)?;
+        self.control(now, id)
+    }
+
     /// Looks a node up at the registry (key, hostname, visibility).
     ///
     /// # Errors
@@ -107,6 +118,21 @@ impl Agent {
         Ok(())
     }
 
+    /// Replaces the trust store with one recovered from the bytes of an earlier
+    /// [`AgentEvent::PersistTrust`]. Call at start-up, before peers connect.
+    ///
+    /// # Errors
+    /// [`AgentError::Trust`] when the bytes are not a trust store.
+    pub fn restore_trust(&mut self, bytes: &[u8]) -> Result<(), AgentError> {
+        let node_id = self.reg.registered.map_or(0, |(a, _)| a.node);
+        let (key, mode) = (self.key.clone(), self.config.trust_mode);
+        let mut store =
+            crate::trust::TrustStore::recover(node_id, key, mode, self.rng.fork(), bytes)?;
+        store.set_private(!self.config.public);
+        self.trust = store;
+        Ok(())
+    }
+
     /// Every tracked peer, by node id.
     pub fn peers(&self) -> Vec<PeerInfo> {
         let network = self.reg.registered.map_or(0, |(a, _)| a.network);
@@ -162,9 +188,9 @@ impl Agent {
 
     fn on_trust_action(&mut self, now: Instant, action: TrustAction) {
         let queued: Result<Option<RequestId>, RegistryError> = match action {
-            // Limitation: no direct port-444 stream; the registry relay carries every message.
+            // Limitation: only over a tunnel that is keyed already; no dial just for this.
             TrustAction::SendDirect { peer, message } => {
-                self.trust.handle_direct_failure(peer, &message);
+                self.send_trust_direct(now, peer, message);
                 Ok(None)
             }
             TrustAction::RelayRequest {
@@ -204,5 +230,53 @@ impl Agent {
             let addr = Addr::new(node.address().network, peer);
             node.remove_peer(now, addr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The test takes one real instant as the epoch of its virtual clock.
+    #![allow(clippy::disallowed_methods)]
+
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::agent::AgentConfig;
+
+    fn agent() -> Agent {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        Agent::new(
+            AgentConfig::default(),
+            key,
+            [9; 32],
+            Instant::now(),
+            1_796_317_551,
+        )
+    }
+
+    #[test]
+    fn a_new_agent_asks_for_the_registry_and_refuses_commands_until_registered() {
+        let mut agent = agent();
+        assert_eq!(agent.poll_event(), Some(AgentEvent::ConnectRegistry));
+        let peer = Addr::new(0, 5);
+        let now = Instant::now();
+        assert_eq!(agent.listen(80), Err(AgentError::NotRegistered));
+        assert!(matches!(
+            agent.connect(now, crate::wire::addr::AddrPort::new(peer, 80)),
+            Err(AgentError::NotRegistered)
+        ));
+        assert_eq!(agent.info().address, None);
+        assert!(agent.peers().is_empty());
+    }
+
+    #[test]
+    fn trust_is_restored_from_persisted_bytes_and_corrupt_bytes_are_refused() {
+        let mut agent = agent();
+        let bytes = agent.trust().encode();
+        assert_eq!(agent.restore_trust(&bytes), Ok(()));
+        assert!(matches!(
+            agent.restore_trust(b"not a store"),
+            Err(AgentError::Trust(_))
+        ));
     }
 }

@@ -19,6 +19,10 @@ use crate::trust::key_from_lookup;
 use crate::wire::addr::{Addr, AddrPort};
 use crate::wire::registry::Response;
 
+/// Unknown peers being looked up at once at most; further key exchanges from unknown nodes
+/// are ignored until one finishes (their senders retry).
+const MAX_INBOUND_LOOKUPS: usize = 16;
+
 /// Raw datagrams (punch probes) the agent queues at most.
 const MAX_OUT: usize = 1024;
 
@@ -253,6 +257,14 @@ impl Agent {
     /// A key exchange arrived from a node we do not know: look up its key (and its endpoint,
     /// for candidates) and add it.
     pub(super) fn on_unknown_peer(&mut self, now: Instant, peer: u32, from: SocketAddr) {
+        let inbound_lookups = self
+            .peers
+            .values()
+            .filter(|e| e.lookup_pending && !e.dialing)
+            .count();
+        if inbound_lookups >= MAX_INBOUND_LOOKUPS && !self.peers.contains_key(&peer) {
+            return;
+        }
         let Ok(entry) = self.entry(now, peer) else {
             return;
         };
@@ -264,6 +276,14 @@ impl Agent {
         self.request_lookup(now, peer);
         self.request_resolve(now, peer);
         self.try_activate(now, peer);
+        // A lookup the registry client could not queue would leave the entry stuck.
+        let stuck = self
+            .peers
+            .get(&peer)
+            .is_some_and(|e| !e.in_tunnel && !e.lookup_pending && e.key.is_none() && !e.dialing);
+        if stuck {
+            self.peers.remove(&peer);
+        }
     }
 
     /// The beacon asked us to punch towards `addr`: tell the path that knows it.
@@ -273,6 +293,25 @@ impl Agent {
             if known {
                 entry.path.handle_punch_command(now, addr);
             }
+        }
+    }
+
+    /// A punch probe arrived from `from`. If it shares the IP of a peer we are still keying
+    /// with but not its port, the peer sits behind a NAT that maps per destination and this
+    /// is its mapping towards us (a peer-reflexive candidate): send the key exchange there.
+    pub(super) fn on_punch_probe(&mut self, now: Instant, from: SocketAddr) {
+        let Some(node) = &mut self.node else { return };
+        let network = node.address().network;
+        for (&peer, entry) in &mut self.peers {
+            let addr = Addr::new(network, peer);
+            let same_host = entry
+                .resolved
+                .is_some_and(|r| r.ip() == from.ip() && r != from);
+            if !same_host || !entry.in_tunnel || node.is_peer_keyed(addr) {
+                continue;
+            }
+            entry.path.handle_punch_command(now, from);
+            let _ = node.set_peer_endpoint(now, addr, from);
         }
     }
 

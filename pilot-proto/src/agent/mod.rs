@@ -22,11 +22,15 @@
 //!
 //! # Limitations
 //!
-//! - Trust messages are always sent through the registry relay (delivered at the peer's next
-//!   heartbeat poll), never over a direct port-444 stream; inbound port-444 streams are not
-//!   read either.
+//! - A trust message goes over a port-444 stream only when a keyed tunnel to the peer exists
+//!   already; otherwise it takes the registry relay (delivered at the peer's next heartbeat
+//!   poll, up to 30 s later) instead of dialling first as v0.5 does.
 //! - `poll_timeout` and `handle_timeout` visit every tracked peer: O(peers) per call.
 //! - A re-registration that returns a different node id keeps the old node running.
+//! - Admission covers application ports only: the built-in echo and event-broker services
+//!   answer every keyed peer. The transport completes its handshake before admission, so a
+//!   refused dialler sees its stream open, then reset, then the `Refused` reason.
+//! - No port prediction: a symmetric NAT facing a port-filtering one stays relayed.
 //! - The beacon-over-stream fallback for UDP-blocked nodes is a pilot-rs extension: a v0.5
 //!   beacon does not accept it, and once on the stream a node stays there until it closes.
 
@@ -36,6 +40,7 @@ mod config;
 mod control;
 mod dialing;
 mod event;
+mod handshake;
 mod registration;
 mod relay;
 mod signal;
@@ -71,6 +76,7 @@ const MAX_WRAPS_PER_POLL: usize = 4096;
 #[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
+    key: SigningKey,
     identity: Identity,
     rng: Rng,
     clock: WallClock,
@@ -85,6 +91,7 @@ pub struct Agent {
     events: VecDeque<AgentEvent>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     beacon_stream: beacon_stream::BeaconStream,
+    handshakes: handshake::Handshakes,
     last_now: Instant,
 }
 
@@ -93,34 +100,23 @@ impl Agent {
     /// the registry stream at once ([`AgentEvent::ConnectRegistry`]) and registers when the
     /// beacon has observed our endpoint (or after `register_wait`).
     pub fn new(
-        config: AgentConfig,
+        mut config: AgentConfig,
         key: SigningKey,
         seed: [u8; 32],
         now: Instant,
         unix_now: u64,
     ) -> Self {
+        config.nat.beacon_available = config.beacon.is_some();
+        config.nat = config.nat.clamped();
         let mut rng = Rng::from_seed(seed);
         let identity = Identity::from_seed(&key.to_bytes());
-        let registry = RegistryClient::new(
-            config.registry.clone(),
-            now,
-            unix_now,
-            Some(key.clone()),
-            rng.fork(),
-        );
-        let beacon = config.beacon.map(|addr| {
-            BeaconClient::new(
-                BeaconClientConfig::new(addr),
-                now,
-                unix_now,
-                Some(key.clone()),
-            )
-        });
-        let mut trust = TrustStore::new(0, key, config.trust_mode, rng.fork());
+        let (registry, beacon) = Self::clients(&config, &key, &mut rng, now, unix_now);
+        let mut trust = TrustStore::new(0, key.clone(), config.trust_mode, rng.fork());
         trust.set_private(!config.public);
         let mut agent = Self {
             reg: Registration::new(now, &config),
             config,
+            key,
             identity,
             rng,
             clock: WallClock::new(now, unix_now),
@@ -134,12 +130,34 @@ impl Agent {
             events: VecDeque::new(),
             out: VecDeque::new(),
             beacon_stream: Default::default(),
+            handshakes: Default::default(),
             last_now: now,
         };
         agent.events.push_back(AgentEvent::ConnectRegistry);
         agent.start_registration(now);
         agent.process(now);
         agent
+    }
+
+    fn clients(
+        config: &AgentConfig,
+        key: &SigningKey,
+        rng: &mut Rng,
+        now: Instant,
+        unix_now: u64,
+    ) -> (RegistryClient, Option<BeaconClient>) {
+        let key = Some(key.clone());
+        let registry = RegistryClient::new(
+            config.registry.clone(),
+            now,
+            unix_now,
+            key.clone(),
+            rng.fork(),
+        );
+        let beacon = config.beacon.map(|addr| {
+            BeaconClient::new(BeaconClientConfig::new(addr), now, unix_now, key.clone())
+        });
+        (registry, beacon)
     }
 
     /// Handles one datagram received on the UDP socket (beacon messages and tunnel frames).
@@ -152,6 +170,9 @@ impl Agent {
                 beacon.handle_datagram(now, from, datagram);
             }
         } else {
+            if datagram == crate::beacon::PUNCH_PROBE {
+                self.on_punch_probe(now, from);
+            }
             self.tunnel_datagram(now, from, datagram);
         }
         self.process(now);
@@ -220,6 +241,7 @@ impl Agent {
             self.node.as_ref().and_then(Node::poll_timeout),
             self.reg.poll_timeout(),
         ];
+        // Limitation: every tracked peer is visited (O(peers) per call).
         let paths = self
             .peers
             .values()

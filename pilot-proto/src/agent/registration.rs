@@ -231,6 +231,7 @@ impl Agent {
     fn on_registered(&mut self, now: Instant, endpoint: SocketAddr, ok: &RegisterOk) {
         let address = Addr::new(ok.network_id, ok.node_id);
         self.reg.registered = Some((address, endpoint));
+        // Limitation: a different node id on re-registration keeps the node at the old address.
         if self.node.is_none() {
             let seed = self.rng.bytes::<32>();
             let node = Node::new(
@@ -241,6 +242,7 @@ impl Agent {
                 now,
             );
             self.node = Some(node);
+            self.listen_trust();
         }
         if let Some(beacon) = &mut self.beacon {
             beacon.set_node_id(now, ok.node_id);

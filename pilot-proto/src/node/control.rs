@@ -115,3 +115,99 @@ impl Node {
         Some(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // The test takes one real instant as the epoch of its virtual clock.
+    #![allow(clippy::disallowed_methods)]
+
+    use super::*;
+    use crate::identity::Identity;
+    use crate::node::NodeConfig;
+
+    const A: Addr = Addr::new(0, 10);
+    const B: Addr = Addr::new(0, 20);
+
+    /// Delivers every queued datagram from `from` (at `from_addr`) to `to`; returns what the
+    /// receiving node reported as authenticated.
+    fn deliver(
+        now: Instant,
+        from: &mut Node,
+        from_addr: SocketAddr,
+        to: &mut Node,
+    ) -> Vec<Option<u32>> {
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(transmit) = from.poll_transmit(now, &mut buf) {
+            seen.push(to.handle_datagram(now, from_addr, &mut buf[..transmit.len]));
+        }
+        seen
+    }
+
+    #[test]
+    fn control_packets_go_via_the_chosen_endpoint_and_authenticate() {
+        let now = Instant::now();
+        let (ida, idb) = (Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32]));
+        let (ka, kb) = (ida.verifying_key(), idb.verifying_key());
+        let ea: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        let eb: SocketAddr = "127.0.0.1:4002".parse().unwrap();
+        let mut a = Node::new(NodeConfig::default(), ida, A, [3; 32], now);
+        let mut b = Node::new(NodeConfig::default(), idb, B, [4; 32], now);
+        a.add_peer(now, B, eb, Some(kb)).unwrap();
+        b.add_peer(now, A, ea, Some(ka)).unwrap();
+        for _ in 0..3 {
+            deliver(now, &mut a, ea, &mut b);
+            deliver(now, &mut b, eb, &mut a);
+        }
+        assert!(a.is_peer_keyed(B) && b.is_peer_keyed(A));
+
+        let other: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(a.send_control(now, B, Some(other), b"hello"), Ok(true));
+        let mut buf = Vec::new();
+        let transmit = a.poll_transmit(now, &mut buf).unwrap();
+        assert_eq!(transmit.dst, other, "the probe goes where it was aimed");
+        assert_eq!(
+            a.peer_endpoint(B),
+            Some(eb),
+            "the peer's endpoint is unchanged"
+        );
+
+        let seen = b.handle_datagram(now, other, &mut buf[..transmit.len]);
+        assert_eq!(
+            seen,
+            Some(A.node),
+            "a sealed frame authenticates its sender"
+        );
+        let event =
+            std::iter::from_fn(|| b.poll_event()).find(|e| matches!(e, NodeEvent::Control { .. }));
+        let expected = NodeEvent::Control {
+            peer: A,
+            from: other,
+            payload: b"hello".to_vec(),
+        };
+        assert_eq!(event, Some(expected));
+        assert!(b.is_peer_confirmed(A));
+    }
+
+    #[test]
+    fn probes_to_unkeyed_peers_and_oversized_payloads_are_not_sent() {
+        let now = Instant::now();
+        let mut a = Node::new(
+            NodeConfig::default(),
+            Identity::from_seed(&[1; 32]),
+            A,
+            [3; 32],
+            now,
+        );
+        let eb: SocketAddr = "127.0.0.1:4002".parse().unwrap();
+        a.add_peer(now, B, eb, None).unwrap();
+        assert_eq!(a.send_control(now, B, Some(eb), b"x"), Ok(false));
+        let big = vec![0; MAX_CONTROL_PAYLOAD + 1];
+        assert_eq!(a.send_control(now, B, None, &big), Ok(false));
+        let unknown = Addr::new(0, 99);
+        assert_eq!(
+            a.send_control(now, unknown, None, b"x"),
+            Err(NodeError::UnknownPeer(unknown))
+        );
+    }
+}
