@@ -44,6 +44,12 @@ impl Agent {
             .is_some_and(|e| e.in_tunnel);
         if own || known || remote.addr.is_broadcast() {
             let stream = node.connect(now, remote)?;
+            if let Some(entry) = self.peers.get_mut(&remote.addr.node)
+                && entry.route == super::PeerRoute::None
+            {
+                // A path that gave up earlier is tried again for the new stream.
+                entry.path.start(now);
+            }
             self.process(now);
             return Ok(Dial::Ready(stream));
         }
