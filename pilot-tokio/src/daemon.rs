@@ -14,8 +14,6 @@ use tokio::sync::mpsc;
 
 use crate::config::Paths;
 use pilot_proto::node::NodeConfig;
-use pilot_proto::registry::{ClientConfig, RegistryClient};
-use pilot_proto::rng::Rng;
 
 use crate::driver::{self, DriverSetup};
 use crate::identity_file;
@@ -70,8 +68,8 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     prepare_home(&paths.home)?;
     let loaded = identity_file::load_or_create(&paths.identity)?;
     tracing::info!(path = %paths.identity.display(), created = loaded.created, "identity ready");
-    let registry = match settings.registry {
-        Some(r) => r,
+    let (registry, beacon) = match settings.registry {
+        Some(r) => (r, settings.beacon),
         None => {
             let rv = rendezvous::start(&RendezvousConfig {
                 registry: settings.rendezvous_registry,
@@ -80,7 +78,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
             })
             .await
             .map_err(io("embedded rendezvous"))?;
-            rv.registry
+            (rv.registry, Some(rv.beacon))
         }
     };
     let udp = bind_udp(&paths.home, settings.listen).await?;
@@ -89,23 +87,13 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         .map_err(io(format!("IPC socket {}", paths.socket.display())))?;
     let pid = format!("{}\n", std::process::id());
     identity_file::write_atomic(&paths.pidfile, pid.as_bytes())?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&loaded.seed);
-    let now = driver::clock();
-    let client_rng = Rng::from_seed(identity_file::random_seed()?);
-    let registry_client = RegistryClient::new(
-        ClientConfig::default(),
-        now,
-        driver::unix_now(),
-        Some(key),
-        client_rng,
-    );
     let setup = DriverSetup {
         udp,
         registry,
+        beacon,
         node_config: NodeConfig::default(),
         identity: loaded.identity,
         seed: identity_file::random_seed()?,
-        registry_client,
         hostname: settings.hostname.clone(),
         public: settings.public,
         signing_seed: loaded.seed,

@@ -1,23 +1,25 @@
-//! The driver task: the one owner of the node, the registry client, the UDP socket and the
-//! registry connection.
+//! The driver task: the one owner of the node's [`Agent`] (registry client, beacon client, NAT
+//! traversal, trust and the data-plane node, from `pilot_proto::agent`), the UDP socket and
+//! the registry connection. The daemon, the mio embedding and the simulator run the same agent.
 //!
 //! One task runs [`run`]. It waits on four things: commands from IPC sessions (replies go back
-//! over oneshot channels), UDP datagrams, registry connection events, and one `Sleep` re-armed
-//! from the earliest of the node's and the registry client's `poll_timeout`, the heartbeat and
-//! the reconnect back-off. After every input it drains, in order: the node's `poll_transmit`,
-//! the registry client's `poll_bytes`, the node's `poll_event`, the registry client's
-//! `poll_event`, repeating while events produce more output (bounded). Time is read only
-//! through [`clock`]; each wake reads at most [`DATAGRAMS_PER_WAKE`] datagrams.
+//! over oneshot channels), UDP datagrams (tunnel frames and beacon messages alike), registry
+//! connection events, and one `Sleep` re-armed from the agent's `poll_timeout`, the registry
+//! reconnect and the session retry timers. After every input it drains, in the agent's order:
+//! `poll_transmit`, `poll_registry_bytes`, `poll_event`, repeating while events produce more
+//! output (bounded). Time is read only through [`clock`]; each wake reads at most
+//! [`DATAGRAMS_PER_WAKE`] datagrams.
 //!
-//! The node needs its address at construction, so it is created when the registry answers
-//! `register`; until then stream and datagram commands fail with "not registered yet".
+//! The glue kept in the driver: IPC sessions and their connection ids ([`sessions`]), the IPC
+//! control operations and their JSON replies (`control`), trust state on disk and the
+//! dial-first delivery of handshake requests (`trust`).
 //!
 //! # Limitations
 //!
-//! - Beacon messages (non-tunnel datagrams) are dropped: NAT traversal through the beacon is not
-//!   wired yet, so peers must be reachable at their registered endpoints.
-//! - Trust is tracked and exchanged (port 444, registry relay) but not enforced: a private node
-//!   does not yet refuse streams from untrusted peers (`TrustStore::admit` is not consulted).
+//! - The beacon-over-TCP fallback (`AgentEvent::ConnectBeaconStream`) is not wired: a node
+//!   whose UDP to the beacon is blocked cannot punch or relay.
+//! - A private node refuses an untrusted dialler after the transport handshake: the dialler's
+//!   IPC dial succeeds, then the connection closes; the reason is logged on both sides.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -32,9 +34,9 @@ mod sessions;
 mod trust;
 
 use commands::Command;
+use pilot_proto::agent::{Agent, AgentConfig, AgentEvent};
 use pilot_proto::identity::Identity;
-use pilot_proto::node::{Node, NodeConfig};
-use pilot_proto::registry::RegistryClient;
+use pilot_proto::node::NodeConfig;
 use registry_io::{RegistryIo, RegistryLink};
 
 /// Datagrams read per wake before other work gets a turn.
@@ -43,6 +45,8 @@ pub const DATAGRAMS_PER_WAKE: usize = 64;
 const STALL_RETRY: Duration = Duration::from_millis(10);
 /// Timer used when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(3600);
+/// Events handled per drain round at most.
+const EVENTS_PER_ROUND: usize = 4096;
 
 /// The driver's one clock read.
 pub fn clock() -> Instant {
@@ -59,23 +63,23 @@ pub fn unix_now() -> u64 {
 /// What the driver needs.
 #[derive(Debug)]
 pub struct DriverSetup {
-    /// The tunnel UDP socket.
+    /// The tunnel UDP socket (beacon traffic shares it).
     pub udp: UdpSocket,
     /// Registry TCP address.
     pub registry: SocketAddr,
+    /// Beacon UDP address; `None` disables punching and relay.
+    pub beacon: Option<SocketAddr>,
     /// Node configuration.
     pub node_config: NodeConfig,
     /// The node's identity.
     pub identity: Identity,
-    /// Seed for the node's random choices.
+    /// Seed for the agent's random choices.
     pub seed: [u8; 32],
-    /// Registry client, keyed with the identity.
-    pub registry_client: RegistryClient,
     /// Hostname to claim at registration.
     pub hostname: Option<String>,
-    /// Make the node public (resolvable by any node) after registering.
+    /// Make the node public (resolvable by any node, admitting every peer).
     pub public: bool,
-    /// The identity's Ed25519 seed (signs trust messages).
+    /// The identity's Ed25519 seed (signs registration and trust messages).
     pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
     /// Where the trust store is saved.
     pub trust_path: std::path::PathBuf,
@@ -84,34 +88,50 @@ pub struct DriverSetup {
 /// Everything the driver task owns.
 #[derive(Debug)]
 pub(crate) struct Driver {
-    node: Option<Node>,
-    node_config: NodeConfig,
+    agent: Agent,
     identity: Identity,
-    seed: [u8; 32],
-    seed_key: zeroize::Zeroizing<[u8; 32]>,
+    encrypt: bool,
     trust_path: std::path::PathBuf,
-    local: Option<SocketAddr>,
     sessions: sessions::Sessions,
     control: control::Control,
     trust: trust::Trust,
 }
 
+/// Builds the agent from the setup, with the trust store recovered from disk.
+fn agent(setup: &DriverSetup, local: Option<SocketAddr>) -> Agent {
+    let mut config = AgentConfig::default();
+    config.node = setup.node_config.clone();
+    config.node.tunnel.key_exchange_retry = Duration::from_millis(300);
+    config.node.tunnel.key_exchange_attempts = 9;
+    config.beacon = setup.beacon;
+    config.local_endpoints = local.into_iter().collect();
+    config.hostname = setup.hostname.clone();
+    config.public = setup.public;
+    config.trust_mode = pilot_proto::trust::TrustMode::Compat;
+    let key = ed25519_dalek::SigningKey::from_bytes(&setup.signing_seed);
+    let mut agent = Agent::new(config, key, setup.seed, clock(), unix_now());
+    if let Ok(bytes) = std::fs::read(&setup.trust_path)
+        && let Err(e) = agent.restore_trust(&bytes)
+    {
+        tracing::error!(error = %e, "trust state unreadable; starting with no trusted peers");
+    }
+    agent
+}
+
 /// Runs the driver until a `Shutdown` command arrives or every command sender is gone.
 pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
-    let udp = setup.udp;
-    let mut link = RegistryLink::new(Some(setup.registry), clock());
+    let local = setup.udp.local_addr().ok();
+    let mut link = RegistryLink::new(Some(setup.registry));
     let mut d = Driver {
-        node: None,
-        node_config: setup.node_config,
+        agent: agent(&setup, local),
         identity: setup.identity,
-        seed: setup.seed,
-        seed_key: setup.signing_seed,
+        encrypt: setup.node_config.tunnel.encrypt,
         trust_path: setup.trust_path,
-        local: udp.local_addr().ok(),
         sessions: sessions::Sessions::default(),
-        control: control::Control::new(setup.registry_client, setup.hostname, setup.public),
-        trust: trust::Trust::default(),
+        control: control::Control::new(setup.hostname),
+        trust: trust::Trust::new(&setup.signing_seed, setup.seed),
     };
+    let udp = setup.udp;
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
     let mut buf = vec![0u8; 65536];
@@ -143,21 +163,15 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
 
 impl Driver {
     fn on_datagram(&mut self, from: SocketAddr, bytes: &mut [u8]) {
-        if let Some(node) = self.node.as_mut() {
-            node.handle_datagram(clock(), from, bytes);
-        }
+        self.agent.handle_datagram(clock(), from, bytes);
     }
 
     fn on_timeout(&mut self) {
         let now = clock();
-        if let Some(node) = self.node.as_mut()
-            && node.poll_timeout().is_some_and(|t| t <= now)
-        {
-            node.handle_timeout(now);
+        if self.agent.poll_timeout().is_some_and(|t| t <= now) {
+            self.agent.handle_timeout(now);
         }
-        if self.control.on_timeout(now) {
-            self.poll_relayed();
-        }
+        self.trust_timers(now);
         self.retry_stalled();
     }
 
@@ -167,63 +181,94 @@ impl Driver {
             RegistryIo::Connected(g, writer) if link.is_current(g) => {
                 tracing::info!("connected to the registry");
                 link.on_connected(writer);
-                self.control.on_connected(now, self.local);
+                self.agent.handle_registry_connected(now);
             }
             RegistryIo::Bytes(g, bytes) if link.is_current(g) => {
-                self.control.client.handle_bytes(now, &bytes)
+                self.agent.handle_registry_bytes(now, &bytes)
             }
             RegistryIo::Closed(g) if link.is_current(g) => {
-                link.on_closed(now);
-                self.control.client.handle_disconnected(now);
+                link.on_closed();
+                self.agent.handle_registry_closed(now);
             }
             _ => {}
         }
     }
 
-    /// Drains every output in the fixed order; events can cause more output, so it repeats.
+    /// Drains every output in the agent's order; events can cause more output, so it repeats.
     fn drain(&mut self, udp: &UdpSocket, link: &mut RegistryLink, out: &mut Vec<u8>) {
         for _ in 0..8 {
             let now = clock();
-            if let Some(node) = self.node.as_mut() {
-                for _ in 0..4096 {
-                    out.clear();
-                    let Some(t) = node.poll_transmit(now, out) else {
-                        break;
-                    };
-                    // Limitation: a datagram the kernel refuses (full buffer) is dropped; the
-                    // transport retransmits.
-                    let _ = udp.try_send_to(&out[..t.len], t.dst);
-                }
+            for _ in 0..4096 {
+                out.clear();
+                let Some(t) = self.agent.poll_transmit(now, out) else {
+                    break;
+                };
+                // Limitation: a datagram the kernel refuses (full buffer) is dropped; the
+                // transport retransmits.
+                let _ = udp.try_send_to(&out[..t.len], t.dst);
             }
-            while let Some(len) = self.control.client.poll_bytes(out) {
+            out.clear();
+            while let Some(len) = self.agent.poll_registry_bytes(out) {
                 link.send(out[..len].to_vec());
+                out.clear();
             }
             let mut handled = 0;
-            while let Some(event) = self.node.as_mut().and_then(Node::poll_event) {
-                self.on_node_event(event);
+            while let Some(event) = self.agent.poll_event() {
+                self.on_agent_event(link, event);
                 handled += 1;
-                if handled == 4096 {
+                if handled == EVENTS_PER_ROUND {
                     break;
                 }
             }
-            while let Some(event) = self.control.client.poll_event() {
-                self.on_registry_event(link, event);
-                handled += 1;
-            }
-            handled += self.drain_trust();
             if handled == 0 {
                 return;
             }
         }
     }
 
+    fn on_agent_event(&mut self, link: &mut RegistryLink, event: AgentEvent) {
+        match event {
+            AgentEvent::ConnectRegistry => link.request_connect(clock()),
+            AgentEvent::ConnectBeaconStream => {
+                tracing::warn!("the beacon is unreachable over UDP; no stream fallback here")
+            }
+            AgentEvent::Registered { address, endpoint } => {
+                tracing::info!(%address, %endpoint, "registered with the registry")
+            }
+            AgentEvent::RegistrationFailed { error } => {
+                tracing::warn!(%error, "registration refused")
+            }
+            AgentEvent::EndpointObserved { observed } => {
+                tracing::info!(%observed, "the beacon observes this node's endpoint")
+            }
+            AgentEvent::RouteChanged { peer, route } => {
+                tracing::info!(%peer, route = route.label(), "route to peer")
+            }
+            AgentEvent::Refused { peer, reason } => self.on_refused(peer, &reason),
+            AgentEvent::RefusedInbound { peer, port } => {
+                tracing::info!(%peer, port, "refused an untrusted peer (this node is private)")
+            }
+            AgentEvent::ControlResult { id, result } => self.on_control_result(id, result),
+            AgentEvent::Trust(event) => tracing::info!(?event, "trust"),
+            AgentEvent::PersistTrust(bytes) => self.persist_trust(&bytes),
+            AgentEvent::DialReady { dial, stream } if self.on_revoke_dial_ready(dial, stream) => {}
+            AgentEvent::DialReady { dial, stream } => self.on_dial_ready(dial, stream),
+            AgentEvent::DialFailed { dial, error, .. } => self.on_dial_failed(dial, &error),
+            AgentEvent::Node(event) => {
+                if let Some(event) = self.revoke_stream_event(event) {
+                    self.on_node_event(event);
+                }
+            }
+            other => tracing::debug!(?other, "agent event ignored"),
+        }
+    }
+
     fn deadline(&self, link: &RegistryLink) -> Instant {
         let now = clock();
         let candidates = [
-            self.node.as_ref().and_then(Node::poll_timeout),
-            self.control.client.poll_timeout(),
-            self.control.next_timer(),
+            self.agent.poll_timeout(),
             link.reconnect_at,
+            self.trust.next_timer(),
             self.sessions.has_stalled().then_some(now + STALL_RETRY),
         ];
         candidates

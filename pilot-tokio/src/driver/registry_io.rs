@@ -1,5 +1,6 @@
-//! The TCP connection to the registry: connect with a timeout, a reader and a writer task, and
-//! reconnection with capped exponential back-off. The driver sees only [`RegistryIo`] events.
+//! The TCP connection to the registry: connect with a timeout, a reader and a writer task. The
+//! agent decides when to (re)connect (`AgentEvent::ConnectRegistry`, with its own back-off);
+//! the driver sees only [`RegistryIo`] events.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,8 +10,6 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// What happened on the registry connection (tagged with the attempt it belongs to).
 #[derive(Debug)]
@@ -28,23 +27,27 @@ pub(super) struct RegistryLink {
     events_tx: mpsc::Sender<RegistryIo>,
     pub(super) events: mpsc::Receiver<RegistryIo>,
     generation: u64,
-    backoff: Duration,
     pub(super) reconnect_at: Option<Instant>,
 }
 
 impl RegistryLink {
-    pub(super) fn new(target: Option<SocketAddr>, now: Instant) -> RegistryLink {
+    pub(super) fn new(target: Option<SocketAddr>) -> RegistryLink {
         let (events_tx, events) = mpsc::channel(256);
-        let reconnect_at = target.map(|_| now);
         RegistryLink {
             target,
             writer: None,
             events_tx,
             events,
             generation: 0,
-            backoff: BACKOFF_MIN,
-            reconnect_at,
+            reconnect_at: None,
         }
+    }
+
+    /// Drops the current connection (if any) and connects again at the next turn.
+    pub(super) fn request_connect(&mut self, now: Instant) {
+        self.writer = None;
+        self.generation += 1;
+        self.reconnect_at = Some(now);
     }
 
     /// Starts a connection attempt if one is due.
@@ -67,17 +70,14 @@ impl RegistryLink {
 
     pub(super) fn on_connected(&mut self, writer: mpsc::UnboundedSender<Vec<u8>>) {
         self.writer = Some(writer);
-        self.backoff = BACKOFF_MIN;
     }
 
-    /// The connection ended or failed; schedule the next attempt.
-    pub(super) fn on_closed(&mut self, now: Instant) {
+    /// The connection ended or failed; the agent asks again when it wants a new one.
+    pub(super) fn on_closed(&mut self) {
         self.writer = None;
-        self.reconnect_at = Some(now + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
-    /// Queues bytes for the registry; dropped when not connected (the node re-sends on connect).
+    /// Queues bytes for the registry; dropped when not connected (the agent re-sends).
     pub(super) fn send(&mut self, bytes: Vec<u8>) {
         if let Some(w) = &self.writer {
             let _ = w.send(bytes);

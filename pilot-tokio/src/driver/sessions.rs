@@ -1,18 +1,18 @@
 //! IPC sessions inside the driver: bound ports, connections and their owners, pending dials and
-//! sends, and how session commands and node stream events move between them.
+//! sends, and how session commands and the agent's stream events move between them.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
+use pilot_proto::agent::{AgentError, Dial, DialId};
 use pilot_proto::node::{NodeError, NodeEvent};
 use pilot_proto::transport::{CloseReason, ConnId, StreamError};
-use pilot_proto::trust::TRUST_PORT;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::commands::{Command, Push, Reply, SessionId};
-use super::control::Deferred;
+use super::control::error_text;
 use super::{Driver, clock};
-use crate::shim::addr::AddrPort;
+use crate::shim::addr::{Addr, AddrPort};
 
 /// Largest `Recv` push (bytes).
 const RECV_CHUNK: usize = 64 * 1024;
@@ -47,6 +47,8 @@ pub(super) struct Sessions {
     next_conn: u32,
     next_ephemeral: u16,
     dials: HashMap<ConnId, (SessionId, AddrPort, Reply<u32>)>,
+    /// Dials waiting for the agent to reach the peer.
+    resolving: HashMap<DialId, (SessionId, AddrPort, Reply<u32>)>,
     discarding: HashSet<ConnId>,
     stalled: BTreeSet<ConnId>,
 }
@@ -107,19 +109,6 @@ impl Sessions {
     }
 }
 
-fn remote_of(remote: AddrPort) -> u32 {
-    remote.addr.node
-}
-
-/// Whether a stream ended without delivering (for trust messages: fall back to the relay).
-fn failed(reason: &CloseReason) -> bool {
-    !matches!(reason, CloseReason::Normal)
-}
-
-fn not_registered() -> String {
-    "this node is not registered yet (no address); try again shortly".to_owned()
-}
-
 impl Driver {
     pub(super) fn on_command(&mut self, command: Command) {
         match command {
@@ -132,10 +121,7 @@ impl Driver {
                 port,
                 reply,
             } => {
-                let result = match self.node.as_mut() {
-                    Some(node) => node.listen(port).map_err(|e| e.to_string()),
-                    None => Err(not_registered()),
-                };
+                let result = self.agent.listen(port).map_err(|e| error_text(&e));
                 if result.is_ok() {
                     self.sessions.ports.insert(port, session);
                 }
@@ -145,7 +131,7 @@ impl Driver {
                 session,
                 remote,
                 reply,
-            } => self.run_deferred(Deferred::Dial(session, remote, reply)),
+            } => self.dial(session, remote, reply),
             Command::Send {
                 session,
                 conn,
@@ -169,40 +155,60 @@ impl Driver {
                 let _ = reply.send(Ok(()));
             }
             Command::SendTo { dst, data, reply } => {
-                self.run_deferred(Deferred::SendTo(dst, data, reply))
+                let s = &mut self.sessions;
+                s.next_ephemeral = s.next_ephemeral.checked_add(1).unwrap_or(49152).max(49152);
+                let result = self
+                    .agent
+                    .send_datagram(clock(), s.next_ephemeral, dst, &data);
+                let _ = reply.send(result.map_err(|e| error_text(&e)));
             }
             Command::Control { op, reply } => self.control_op(op, reply),
             Command::Shutdown => {}
         }
     }
 
-    /// Runs a dial or datagram send; an unknown peer is resolved first, then this runs again.
-    pub(super) fn run_deferred(&mut self, deferred: Deferred) {
-        if let Deferred::Trust(peer, message) = deferred {
-            return self.dial_trust(peer, message);
-        }
-        let Some(node) = self.node.as_mut() else {
-            return self.fail_deferred(deferred, &not_registered());
-        };
-        let now = clock();
-        let result = match &deferred {
-            Deferred::Dial(_, remote, _) => node.connect(now, *remote).map(Some),
-            Deferred::Trust(..) => return,
-            Deferred::SendTo(dst, data, _) => {
-                let s = &mut self.sessions;
-                s.next_ephemeral = s.next_ephemeral.checked_add(1).unwrap_or(49152).max(49152);
-                node.send_datagram(now, s.next_ephemeral, *dst, data)
-                    .map(|()| None)
-            }
-        };
-        match (result, deferred) {
-            (Err(NodeError::UnknownPeer(peer)), deferred) => self.resolve_peer(peer.node, deferred),
-            (Err(e), deferred) => self.fail_deferred(deferred, &e.to_string()),
-            (Ok(Some(stream)), Deferred::Dial(session, remote, reply)) => {
+    /// Opens a stream; a peer without a tunnel is reached first (resolve, punch, relay).
+    fn dial(&mut self, session: SessionId, remote: AddrPort, reply: Reply<u32>) {
+        match self.agent.connect(clock(), remote) {
+            Ok(Dial::Ready(stream)) => {
                 self.sessions.dials.insert(stream, (session, remote, reply));
             }
-            (Ok(_), Deferred::SendTo(_, _, reply)) => drop(reply.send(Ok(()))),
-            (Ok(_), other) => self.fail_deferred(other, "dial failed"),
+            Ok(Dial::Pending(dial)) => {
+                self.sessions
+                    .resolving
+                    .insert(dial, (session, remote, reply));
+            }
+            Err(e) => drop(reply.send(Err(error_text(&e)))),
+        }
+    }
+
+    pub(super) fn on_dial_ready(&mut self, dial: DialId, stream: ConnId) {
+        if let Some(waiting) = self.sessions.resolving.remove(&dial) {
+            self.sessions.dials.insert(stream, waiting);
+        }
+    }
+
+    pub(super) fn on_dial_failed(&mut self, dial: DialId, error: &AgentError) {
+        if let Some((_, remote, reply)) = self.sessions.resolving.remove(&dial) {
+            let text = format!("cannot reach node {}: {}", remote.addr, error_text(error));
+            let _ = reply.send(Err(text));
+        }
+    }
+
+    /// A private peer refused us: dials still waiting for it fail with its reason.
+    pub(super) fn on_refused(&mut self, peer: Addr, reason: &str) {
+        tracing::warn!(%peer, reason, "peer refused our connection");
+        let refused: Vec<ConnId> = self
+            .sessions
+            .dials
+            .iter()
+            .filter(|(_, (_, remote, _))| remote.addr.node == peer.node)
+            .map(|(stream, _)| *stream)
+            .collect();
+        for stream in refused {
+            if let Some((_, _, reply)) = self.sessions.dials.remove(&stream) {
+                let _ = reply.send(Err(format!("refused by {peer}: {reason}")));
+            }
         }
     }
 
@@ -225,14 +231,14 @@ impl Driver {
     }
 
     fn flush(&mut self, conn: u32) {
-        let (Some(c), Some(node)) = (self.sessions.conns.get_mut(&conn), self.node.as_mut()) else {
+        let Some(c) = self.sessions.conns.get_mut(&conn) else {
             return;
         };
         let now = clock();
         while let Some(front) = c.sends.front_mut() {
-            match node.send(now, c.stream, &front.data[front.sent..]) {
+            match self.agent.send(now, c.stream, &front.data[front.sent..]) {
                 Ok(n) => front.sent += n,
-                Err(NodeError::Stream(StreamError::WouldBlock)) => return,
+                Err(AgentError::Node(NodeError::Stream(StreamError::WouldBlock))) => return,
                 Err(e) => {
                     for p in c.sends.drain(..) {
                         let _ = p.reply.send(Err(format!("send: {e}")));
@@ -250,10 +256,8 @@ impl Driver {
     }
 
     fn close_stream(&mut self, stream: ConnId) {
-        if let Some(node) = self.node.as_mut() {
-            node.close(clock(), stream);
-            self.sessions.discarding.insert(stream);
-        }
+        self.agent.close(clock(), stream);
+        self.sessions.discarding.insert(stream);
     }
 
     fn close_session(&mut self, session: SessionId) {
@@ -279,23 +283,12 @@ impl Driver {
             .collect();
         for port in ports {
             self.sessions.ports.remove(&port);
-            if let Some(node) = self.node.as_mut() {
-                node.unlisten(port);
-            }
+            self.agent.unlisten(port);
         }
     }
 
     pub(super) fn on_node_event(&mut self, event: NodeEvent) {
         match event {
-            NodeEvent::Connected { stream } if self.on_trust_connected(stream) => {}
-            NodeEvent::Incoming {
-                stream,
-                port: TRUST_PORT,
-                remote,
-            } => self.on_trust_incoming(stream, remote),
-            NodeEvent::Readable { stream } if self.on_trust_readable(stream) => {}
-            NodeEvent::Closed { stream, reason }
-                if self.on_trust_closed(stream, failed(&reason)) => {}
             NodeEvent::Connected { stream } => {
                 let Some((session, remote, reply)) = self.sessions.dials.remove(&stream) else {
                     return;
@@ -328,12 +321,11 @@ impl Driver {
                     });
                 }
             }
-            NodeEvent::UnknownPeer { node, from } => self.on_unknown_peer(node, from),
-            NodeEvent::PeerUp { peer, endpoint } => tracing::info!(%peer, ?endpoint, "tunnel up"),
-            NodeEvent::PeerUnreachable { peer } => {
-                tracing::info!(%peer, "peer unreachable; asking the registry for its endpoint");
-                self.refresh_peer(peer.node);
+            NodeEvent::PeerUp { peer, endpoint } => {
+                tracing::info!(%peer, ?endpoint, "tunnel up");
+                self.on_peer_up(peer.node);
             }
+            NodeEvent::PeerUnreachable { peer } => tracing::info!(%peer, "peer unreachable"),
             other => tracing::debug!(event = ?std::mem::discriminant(&other), "node event ignored"),
         }
     }
@@ -362,8 +354,7 @@ impl Driver {
             let text = match reason {
                 CloseReason::Refused => "connection refused".to_owned(),
                 CloseReason::ConnectTimeout => {
-                    self.refresh_peer(remote_of(remote));
-                    "dial timeout".to_owned()
+                    format!("dial timeout: node {} did not answer", remote.addr)
                 }
                 other => format!("connection failed: {other:?}"),
             };
@@ -405,15 +396,12 @@ impl Driver {
         else {
             return;
         };
-        let Some(node) = self.node.as_mut() else {
-            return;
-        };
         for _ in 0..READS_PER_WAKE {
             let Ok(permit) = push.try_reserve() else {
                 self.sessions.stalled.insert(stream);
                 return;
             };
-            match node.recv(stream, &mut buf) {
+            match self.agent.recv(stream, &mut buf) {
                 Ok(0) => {
                     permit.send(Push::CloseOk { conn });
                     self.sessions.forget(conn);
@@ -437,11 +425,8 @@ impl Driver {
 
     /// Reads and drops data on a stream the client closed, so the peer is not stalled.
     fn discard(&mut self, stream: ConnId, buf: &mut [u8]) {
-        let Some(node) = self.node.as_mut() else {
-            return;
-        };
         for _ in 0..READS_PER_WAKE {
-            match node.recv(stream, buf) {
+            match self.agent.recv(stream, buf) {
                 Ok(n) if n > 0 => {}
                 _ => return,
             }

@@ -1,281 +1,238 @@
-//! Trust inside the driver: the `TrustStore` (created at registration, recovered from
-//! `<home>/trust.state`), the port-444 message streams in both directions, the registry relay
-//! calls the store asks for, and the IPC trust commands.
+//! Trust glue inside the driver: the IPC trust commands mapped onto the agent, the trust store
+//! persisted to `<home>/trust.state` (`AgentEvent::PersistTrust`, written atomically), and
+//! dial-first delivery of handshake requests.
+//!
+//! The agent sends a trust message over a port-444 stream only when the tunnel to the peer is
+//! keyed already, and otherwise through the registry relay (delivered at the peer's next
+//! heartbeat poll, up to 30 s later). v0.5 dials first; so does this glue: a handshake to a
+//! peer without a keyed tunnel starts the agent's dial plan (`dial_peer`) and is handed to the
+//! agent when the tunnel comes up ([`NodeEvent::PeerUp`]), or after [`DIAL_FIRST_WAIT`] at
+//! the latest (then the agent relays it).
+//!
+//! A revocation is delivered by the driver itself: the agent's trust store drops the tunnel
+//! before it sends the revoke, so the message would never leave (and revokes have no relay
+//! form). The driver signs a revoke message with the node's key and sends it on its own
+//! port-444 stream, dialled through the agent.
+//!
+//! [`NodeEvent::PeerUp`]: pilot_proto::node::NodeEvent::PeerUp
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use pilot_proto::node::NodeError;
+use pilot_proto::agent::{Dial, DialId};
+use pilot_proto::node::NodeEvent;
 use pilot_proto::rng::Rng;
 use pilot_proto::transport::ConnId;
-use pilot_proto::trust::{Arrival, TRUST_PORT, TrustAction, TrustMode, TrustStore};
-use pilot_proto::wire::registry::PollHandshakesOk;
-use pilot_proto::wire::trust::TrustMessage;
+use pilot_proto::trust::{TRUST_PORT, TrustMode, build_message};
+use pilot_proto::wire::trust::{HandshakeType, TrustMessage};
 use serde_json::{Value, json};
 
 use super::commands::{ControlOp, Reply};
-use super::control::{Deferred, Waiting};
-use super::{Driver, clock, unix_now};
+use super::control::error_text;
+use super::{Driver, clock};
 use crate::shim::addr::{Addr, AddrPort};
 
-/// Largest port-444 message read (v0.5 sends one segment of at most 4096 bytes).
-const MAX_MESSAGE: usize = 16 * 1024;
+/// How long a handshake waits for the tunnel before the agent relays it.
+const DIAL_FIRST_WAIT: Duration = Duration::from_secs(5);
+/// Handshakes waiting for their tunnel at most.
+const MAX_WAITING: usize = 256;
 
-/// A port-444 stream in progress.
+/// Revocations being delivered at most.
+const MAX_REVOKES: usize = 64;
+
+/// Handshake requests waiting for a tunnel, and revocations being delivered.
 #[derive(Debug)]
-pub(super) enum TrustConn {
-    /// We dialled to deliver a message.
-    Out { peer: u32, message: TrustMessage },
-    /// A peer dialled us; bytes so far.
-    In { peer: u32, buf: Vec<u8> },
-}
-
-/// Trust state kept by the driver.
-#[derive(Debug, Default)]
 pub(super) struct Trust {
-    pub(super) store: Option<TrustStore>,
-    pub(super) conns: HashMap<ConnId, TrustConn>,
+    /// Peer → (justification, deadline).
+    waiting: BTreeMap<u32, (String, Instant)>,
+    key: ed25519_dalek::SigningKey,
+    rng: Rng,
+    revoke_dials: BTreeMap<DialId, TrustMessage>,
+    revoke_streams: BTreeMap<ConnId, TrustMessage>,
 }
 
-fn now_i64() -> i64 {
-    i64::try_from(unix_now()).unwrap_or(i64::MAX)
-}
-
-impl Driver {
-    /// Creates the store for `node_id` and listens on the trust port.
-    pub(super) fn start_trust(&mut self, node_id: u32) {
-        let key = ed25519_dalek::SigningKey::from_bytes(&self.seed_key);
-        let rng = || Rng::from_seed(self.seed);
-        let saved = std::fs::read(&self.trust_path).ok();
-        let store = match saved {
-            Some(bytes) => TrustStore::recover(node_id, key.clone(), TrustMode::Compat, rng(), &bytes)
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "trust state unreadable; starting with no trusted peers");
-                    TrustStore::new(node_id, key, TrustMode::Compat, rng())
-                }),
-            None => TrustStore::new(node_id, key, TrustMode::Compat, rng()),
-        };
-        self.trust.store = Some(store);
-        if let Some(Err(e)) = self.node.as_mut().map(|n| n.listen(TRUST_PORT)) {
-            tracing::warn!(error = %e, "cannot listen on the trust port");
+impl Trust {
+    /// `rng_seed` is altered here so that nonces never repeat the agent's own sequence.
+    pub(super) fn new(seed: &[u8; 32], mut rng_seed: [u8; 32]) -> Trust {
+        rng_seed[0] ^= 0xa5;
+        rng_seed[31] ^= 0x5a;
+        Trust {
+            waiting: BTreeMap::new(),
+            key: ed25519_dalek::SigningKey::from_bytes(seed),
+            rng: Rng::from_seed(rng_seed),
+            revoke_dials: BTreeMap::new(),
+            revoke_streams: BTreeMap::new(),
         }
     }
 
-    /// IPC trust commands: the store answers at once and queues what must be sent.
+    pub(super) fn next_timer(&self) -> Option<Instant> {
+        self.waiting.values().map(|(_, at)| *at).min()
+    }
+}
+
+impl Driver {
+    /// IPC trust commands: the agent's store answers at once and sends what it must.
     pub(super) fn trust_op(&mut self, op: &ControlOp, reply: Reply<Value>) {
-        let Some(store) = self.trust.store.as_mut() else {
-            return drop(reply.send(Err("this node is not registered yet".into())));
-        };
-        let now = now_i64();
+        let now = clock();
         let result = match op {
             ControlOp::Handshake {
                 node,
                 justification,
-            } => {
-                store.request(now, *node, justification);
-                Ok(json!({"status": "sent", "node_id": node}))
-            }
-            ControlOp::Approve(node) => store
-                .approve(now, *node)
+            } => self
+                .handshake(now, *node, justification)
+                .map(|()| json!({"status": "sent", "node_id": node})),
+            ControlOp::Approve(node) => self
+                .agent
+                .approve(now, peer(*node))
                 .map(|()| json!({"status": "approved", "node_id": node})),
-            ControlOp::Reject { node, reason } => store
-                .reject(now, *node, reason)
+            ControlOp::Reject { node, reason } => self
+                .agent
+                .reject(now, peer(*node), reason)
                 .map(|()| json!({"status": "rejected", "node_id": node})),
-            ControlOp::Untrust(node) => store
-                .revoke(now, *node)
-                .map(|()| json!({"status": "revoked", "node_id": node})),
-            ControlOp::Pending => Ok(json!({"pending": store.pending().map(|p| json!({
-                "node_id": p.node_id, "justification": p.justification, "received_at": p.received_at,
-                "relayed": p.relayed,
-            })).collect::<Vec<_>>()})),
-            _ => Ok(json!({"trusted": store.trusted().map(|t| json!({
-                "node_id": t.node_id, "public_key": t.public_key.as_ref().map(|k| k.encode()),
-                "approved_at": t.approved_at, "mutual": t.mutual, "network": 0,
-            })).collect::<Vec<_>>()})),
+            ControlOp::Untrust(node) => self.agent.revoke(now, peer(*node)).map(|()| {
+                self.send_revoke(now, *node);
+                json!({"status": "revoked", "node_id": node})
+            }),
+            ControlOp::Pending => Ok(self.pending_json()),
+            _ => Ok(self.trusted_json()),
         };
-        let _ = reply.send(result.map_err(|e| e.to_string()));
+        let _ = reply.send(result.map_err(|e| error_text(&e)));
     }
 
-    /// Carries out what the store asked for.
-    pub(super) fn drain_trust(&mut self) -> usize {
-        let mut done = 0;
-        while let Some(action) = self.trust.store.as_mut().and_then(TrustStore::poll_action) {
-            done += 1;
-            self.on_trust_action(action);
+    fn pending_json(&self) -> Value {
+        let store = self.agent.trust();
+        json!({"pending": store.pending().map(|p| json!({
+            "node_id": p.node_id, "justification": p.justification,
+            "received_at": p.received_at, "relayed": p.relayed,
+        })).collect::<Vec<_>>()})
+    }
+
+    fn trusted_json(&self) -> Value {
+        let store = self.agent.trust();
+        json!({"trusted": store.trusted().map(|t| json!({
+            "node_id": t.node_id, "public_key": t.public_key.as_ref().map(|k| k.encode()),
+            "approved_at": t.approved_at, "mutual": t.mutual, "network": 0,
+        })).collect::<Vec<_>>()})
+    }
+
+    /// Sends a handshake request now when the tunnel is keyed, else dials first.
+    fn handshake(
+        &mut self,
+        now: Instant,
+        node: u32,
+        justification: &str,
+    ) -> Result<(), pilot_proto::agent::AgentError> {
+        let keyed = self
+            .agent
+            .node()
+            .is_some_and(|n| n.is_peer_keyed(peer(node)));
+        if keyed || self.trust.waiting.len() >= MAX_WAITING {
+            return self.agent.handshake(now, peer(node), justification);
         }
-        done
+        if self.agent.dial_peer(now, peer(node)).is_err() {
+            return self.agent.handshake(now, peer(node), justification);
+        }
+        let deadline = now + DIAL_FIRST_WAIT;
+        self.trust
+            .waiting
+            .insert(node, (justification.to_owned(), deadline));
+        Ok(())
     }
 
-    fn on_trust_action(&mut self, action: TrustAction) {
-        let now = clock();
-        let client = &mut self.control.client;
-        let request = match action {
-            TrustAction::SendDirect { peer, message } => {
-                return self.run_deferred(Deferred::Trust(peer, message));
-            }
-            TrustAction::RelayRequest {
-                peer,
-                justification,
-            } => client.request_handshake(now, peer, &justification),
-            TrustAction::RelayResponse { peer, accept } => {
-                client.respond_handshake(now, peer, accept)
-            }
-            TrustAction::ReportTrust { peer } => client.report_trust(now, peer),
-            TrustAction::RevokeTrust { peer } => client.revoke_trust(now, peer),
-            TrustAction::Persist => return self.persist_trust(),
-            TrustAction::Notify(event) => return tracing::info!(?event, "trust"),
-            _ => return,
-        };
-        self.control.track(request, Waiting::Quiet);
+    /// The tunnel to `node` is up: a waiting handshake goes out over port 444.
+    pub(super) fn on_peer_up(&mut self, node: u32) {
+        if let Some((justification, _)) = self.trust.waiting.remove(&node) {
+            self.send_handshake(node, &justification);
+        }
     }
 
-    fn persist_trust(&mut self) {
-        let Some(store) = self.trust.store.as_ref() else {
-            return;
+    /// Handshakes whose tunnel did not come up in time go out anyway (the agent relays them).
+    pub(super) fn trust_timers(&mut self, now: Instant) {
+        let due: Vec<u32> = self
+            .trust
+            .waiting
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(node, _)| *node)
+            .collect();
+        for node in due {
+            if let Some((justification, _)) = self.trust.waiting.remove(&node) {
+                self.send_handshake(node, &justification);
+            }
+        }
+    }
+
+    fn send_handshake(&mut self, node: u32, justification: &str) {
+        if let Err(e) = self.agent.handshake(clock(), peer(node), justification) {
+            tracing::warn!(peer = node, error = %e, "handshake request not sent");
+        }
+    }
+
+    /// Signs a revoke for `node` and dials its trust port to deliver it.
+    fn send_revoke(&mut self, now: Instant, node: u32) {
+        let t = &mut self.trust;
+        if t.revoke_dials.len() + t.revoke_streams.len() >= MAX_REVOKES {
+            return tracing::warn!(peer = node, "too many revocations in flight; not sent");
+        }
+        let own = self.agent.info().address.map_or(0, |a| a.node);
+        let unix = i64::try_from(super::unix_now()).unwrap_or(i64::MAX);
+        let text = ("", "trust revoked");
+        let kind = HandshakeType::Revoke;
+        let message = build_message(
+            kind,
+            (own, node),
+            &t.key,
+            text,
+            unix,
+            TrustMode::Compat,
+            &mut t.rng,
+        );
+        match self
+            .agent
+            .connect(now, AddrPort::new(peer(node), TRUST_PORT))
+        {
+            Ok(Dial::Ready(stream)) => drop(self.trust.revoke_streams.insert(stream, message)),
+            Ok(Dial::Pending(dial)) => drop(self.trust.revoke_dials.insert(dial, message)),
+            Err(e) => tracing::warn!(peer = node, error = %e, "revocation not delivered"),
+        }
+    }
+
+    /// A revoke dial reached its peer: returns true when `dial` was one.
+    pub(super) fn on_revoke_dial_ready(&mut self, dial: DialId, stream: ConnId) -> bool {
+        let Some(message) = self.trust.revoke_dials.remove(&dial) else {
+            return false;
         };
-        if let Err(e) = crate::identity_file::write_atomic(&self.trust_path, &store.encode()) {
+        self.trust.revoke_streams.insert(stream, message);
+        true
+    }
+
+    /// Stream events of revoke streams; returns the event back when it is not one.
+    pub(super) fn revoke_stream_event(&mut self, event: NodeEvent) -> Option<NodeEvent> {
+        match event {
+            NodeEvent::Connected { stream } if self.trust.revoke_streams.contains_key(&stream) => {
+                if let Some(message) = self.trust.revoke_streams.remove(&stream) {
+                    let now = clock();
+                    let _ = self.agent.send(now, stream, &message.to_json());
+                    self.agent.close(now, stream);
+                }
+                None
+            }
+            NodeEvent::Closed { stream, .. } if self.trust.revoke_streams.contains_key(&stream) => {
+                self.trust.revoke_streams.remove(&stream);
+                tracing::warn!("revocation stream closed before it was written");
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    pub(super) fn persist_trust(&mut self, bytes: &[u8]) {
+        if let Err(e) = crate::identity_file::write_atomic(&self.trust_path, bytes) {
             tracing::warn!(error = %e, "could not save trust state");
         }
     }
+}
 
-    /// A trust message could not be delivered directly: the store falls back to the relay.
-    pub(super) fn trust_direct_failed(&mut self, peer: u32, message: &TrustMessage) {
-        if let Some(store) = self.trust.store.as_mut() {
-            store.handle_direct_failure(peer, message);
-        }
-    }
-
-    /// Dials the peer's trust port for an outgoing message (resolving the peer first if the
-    /// node does not know it; falling back to the relay if the dial cannot start).
-    pub(super) fn dial_trust(&mut self, peer: u32, message: TrustMessage) {
-        let Some(node) = self.node.as_mut() else {
-            return self.trust_direct_failed(peer, &message);
-        };
-        match node.connect(
-            clock(),
-            AddrPort {
-                addr: Addr::new(0, peer),
-                port: TRUST_PORT,
-            },
-        ) {
-            Ok(stream) => {
-                self.trust
-                    .conns
-                    .insert(stream, TrustConn::Out { peer, message });
-            }
-            Err(NodeError::UnknownPeer(_)) => {
-                self.resolve_peer(peer, Deferred::Trust(peer, message))
-            }
-            Err(_) => self.trust_direct_failed(peer, &message),
-        }
-    }
-
-    /// Port-444 stream events; returns false when the stream is not a trust stream.
-    pub(super) fn on_trust_connected(&mut self, stream: ConnId) -> bool {
-        let Some(TrustConn::Out { message, .. }) = self.trust.conns.get(&stream) else {
-            return false;
-        };
-        let bytes = message.to_json();
-        if let Some(node) = self.node.as_mut() {
-            let _ = node.send(clock(), stream, &bytes);
-            node.close(clock(), stream);
-        }
-        true
-    }
-
-    pub(super) fn on_trust_incoming(&mut self, stream: ConnId, remote: AddrPort) {
-        self.trust.conns.insert(
-            stream,
-            TrustConn::In {
-                peer: remote.addr.node,
-                buf: Vec::new(),
-            },
-        );
-    }
-
-    pub(super) fn on_trust_readable(&mut self, stream: ConnId) -> bool {
-        let Some(TrustConn::In { buf, .. }) = self.trust.conns.get_mut(&stream) else {
-            return self.trust.conns.contains_key(&stream);
-        };
-        let Some(node) = self.node.as_mut() else {
-            return true;
-        };
-        let mut chunk = [0u8; 4096];
-        loop {
-            match node.recv(stream, &mut chunk) {
-                Ok(0) => break,
-                Ok(n) if buf.len() + n <= MAX_MESSAGE => buf.extend_from_slice(&chunk[..n]),
-                Ok(_) => break,
-                Err(_) => return true,
-            }
-        }
-        node.close(clock(), stream);
-        if let Some(TrustConn::In { peer, buf }) = self.trust.conns.remove(&stream) {
-            self.on_trust_message(peer, &buf);
-        }
-        true
-    }
-
-    pub(super) fn on_trust_closed(&mut self, stream: ConnId, failed: bool) -> bool {
-        match self.trust.conns.remove(&stream) {
-            Some(TrustConn::Out { peer, message }) if failed => {
-                self.trust_direct_failed(peer, &message)
-            }
-            Some(TrustConn::In { peer, buf }) if !buf.is_empty() => {
-                self.on_trust_message(peer, &buf)
-            }
-            Some(_) => {}
-            None => return false,
-        }
-        true
-    }
-
-    /// Looks the claimed sender's key up, then hands the message to the store.
-    fn on_trust_message(&mut self, tunnel_peer: u32, bytes: &[u8]) {
-        let Ok(message) = TrustMessage::parse(bytes) else {
-            return tracing::debug!(peer = tunnel_peer, "malformed trust message dropped");
-        };
-        let r = self.control.client.lookup(clock(), message.node_id);
-        self.control
-            .track(r, Waiting::TrustLookup(Box::new(message), tunnel_peer));
-    }
-
-    pub(super) fn on_trust_lookup(
-        &mut self,
-        message: &TrustMessage,
-        tunnel_peer: u32,
-        lookup: Result<Value, String>,
-    ) {
-        let key = lookup
-            .ok()
-            .and_then(|v| v.get("public_key")?.as_str().map(str::to_owned));
-        let key = key.and_then(|k| pilot_proto::identity::decode_public_key(&k).ok());
-        let receiver = self.node.as_ref().map_or(0, |n| n.address().node);
-        let arrival = Arrival {
-            receiver,
-            tunnel_peer: Some(tunnel_peer),
-            registry_key: key.as_ref(),
-            unix_now: now_i64(),
-        };
-        if let Some(store) = self.trust.store.as_mut() {
-            store.handle_message(message, &arrival);
-        }
-    }
-
-    pub(super) fn on_polled_handshakes(&mut self, result: Result<Value, String>) {
-        let Ok(value) = result else { return };
-        let Ok(polled) = serde_json::from_value::<PollHandshakesOk>(value) else {
-            return;
-        };
-        if let Some(store) = self.trust.store.as_mut() {
-            store.handle_relayed(now_i64(), &polled);
-        }
-    }
-
-    /// Asks the registry for relayed trust requests and answers (with every heartbeat).
-    pub(super) fn poll_relayed(&mut self) {
-        if self.trust.store.is_some() {
-            let r = self.control.client.poll_handshakes(clock());
-            self.control.track(r, Waiting::PolledHandshakes);
-        }
-    }
+fn peer(node: u32) -> Addr {
+    Addr::new(0, node)
 }
