@@ -142,8 +142,8 @@ pub(crate) async fn goodput(
         port: 5000,
     };
     let mut conn = bounded("dial", ca.dial(remote)).await.expect("dial");
-    let piece: Vec<u8> = (0..1u32 << 20)
-        .map(|i| (i * 2_654_435_761 >> 13) as u8)
+    let piece: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| ((i.wrapping_mul(2_654_435_761)) >> 13) as u8)
         .collect();
     let start = Instant::now();
     let mut sent = 0;
