@@ -75,12 +75,12 @@ mod futures_lite_shim {
     use async_std::io::{ReadExt as _, WriteExt as _};
     use pilot_tokio::agnostic::Conn;
 
-    pub async fn write_all(conn: &mut Conn, data: &[u8]) {
+    pub(super) async fn write_all(conn: &mut Conn, data: &[u8]) {
         conn.write_all(data).await.expect("write");
         conn.flush().await.expect("flush");
     }
 
-    pub async fn read_exact(conn: &mut Conn, buf: &mut [u8]) {
+    pub(super) async fn read_exact(conn: &mut Conn, buf: &mut [u8]) {
         conn.read_exact(buf).await.expect("read");
     }
 }
