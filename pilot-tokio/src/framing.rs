@@ -11,8 +11,10 @@
 //!   ([`SEND_OK`]) once the node has accepted the data, which gives clients back-pressure.
 //! - [`SHUTDOWN`] asks the daemon to exit; the reply is [`SHUTDOWN_OK`] with `{"pid": n}`.
 
+#[cfg(feature = "client-tokio")]
 use std::io;
 
+#[cfg(feature = "client-tokio")]
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 pub use crate::shim::ipc::MAX_BODY;
@@ -35,7 +37,8 @@ pub enum Frame {
     Oversized(usize),
 }
 
-/// Reads one frame. `Ok(None)` at a clean end of stream between frames.
+/// Reads one frame (tokio streams). `Ok(None)` at a clean end of stream between frames.
+#[cfg(feature = "client-tokio")]
 pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Frame>> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
@@ -64,7 +67,8 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes one framed body.
+/// Writes one framed body (tokio streams).
+#[cfg(feature = "client-tokio")]
 pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, body: &[u8]) -> io::Result<()> {
     writer.write_all(&frame(body)).await
 }
@@ -95,6 +99,7 @@ pub fn with_tag(tag: Option<u32>, inner: Vec<u8>) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "daemon")]
     #[tokio::test]
     async fn oversized_frame_is_skipped_and_the_next_one_read() {
         let mut bytes = ((MAX_BODY + 10) as u32).to_be_bytes().to_vec();

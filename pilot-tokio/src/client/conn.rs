@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Accepted, CHUNK, Client, ClientError, ConnEvent, Waiter, decode_error, encode, expect_send_ok,
 };
+use crate::client_proto::to_io;
 use crate::shim::addr::AddrPort;
 use crate::shim::ipc::Message;
 
@@ -160,14 +161,6 @@ async fn send_chunk(client: Client, conn: u32, data: Vec<u8>) -> Result<(), Clie
         .request(encode(&Message::Send { conn, data }))
         .await?;
     expect_send_ok(&body)
-}
-
-fn to_io(e: ClientError) -> io::Error {
-    match e {
-        ClientError::Io(e) => e,
-        ClientError::Disconnected => io::ErrorKind::BrokenPipe.into(),
-        other => io::Error::other(other),
-    }
 }
 
 impl AsyncRead for Conn {

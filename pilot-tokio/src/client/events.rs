@@ -7,77 +7,15 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::{Client, ClientError, Conn, PORT_EVENTS};
+use super::{Client, ClientError, Conn, Event, PORT_EVENTS};
+use crate::client_proto::{encode_event, take_event};
 use crate::shim::addr::{Addr, AddrPort};
-
-/// Largest topic the broker accepts.
-pub const MAX_TOPIC: usize = 1024;
-/// Largest payload the broker accepts.
-pub const MAX_PAYLOAD: usize = 16 << 20;
-
-/// One published event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// The topic it was published on.
-    pub topic: String,
-    /// The payload bytes.
-    pub payload: Vec<u8>,
-}
 
 /// A subscription: a `Stream` of events matching its topic pattern.
 #[derive(Debug)]
 pub struct Subscription {
     conn: Conn,
     buf: Vec<u8>,
-}
-
-/// Encodes one v0.5 event frame.
-pub fn encode_event(topic: &str, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
-    if topic.len() > MAX_TOPIC || payload.len() > MAX_PAYLOAD {
-        return Err(ClientError::Daemon(format!(
-            "event too large: topic {} bytes (max {MAX_TOPIC}), payload {} bytes (max {MAX_PAYLOAD})",
-            topic.len(),
-            payload.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(6 + topic.len() + payload.len());
-    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    out.extend_from_slice(topic.as_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    Ok(out)
-}
-
-/// Decodes one frame from the front of `buf`: `Ok(None)` needs more bytes.
-fn decode_event(buf: &[u8]) -> Result<Option<(Event, usize)>, ClientError> {
-    let bad = || ClientError::Protocol("malformed event frame from the broker".into());
-    let Some(t) = buf
-        .get(..2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-    else {
-        return Ok(None);
-    };
-    if t > MAX_TOPIC {
-        return Err(bad());
-    }
-    let Some(p) = buf.get(2 + t..6 + t) else {
-        return Ok(None);
-    };
-    let p = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
-    if p > MAX_PAYLOAD {
-        return Err(bad());
-    }
-    let Some(payload) = buf.get(6 + t..6 + t + p) else {
-        return Ok(None);
-    };
-    let topic = String::from_utf8_lossy(&buf[2..2 + t]).into_owned();
-    Ok(Some((
-        Event {
-            topic,
-            payload: payload.to_vec(),
-        },
-        6 + t + p,
-    )))
 }
 
 impl Client {
@@ -144,11 +82,8 @@ impl Stream for Subscription {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            match decode_event(&this.buf) {
-                Ok(Some((event, used))) => {
-                    this.buf.drain(..used);
-                    return Poll::Ready(Some(Ok(event)));
-                }
+            match take_event(&mut this.buf) {
+                Ok(Some(event)) => return Poll::Ready(Some(Ok(event))),
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Some(Err(e))),
             }
@@ -161,23 +96,5 @@ impl Stream for Subscription {
                 Poll::Ready(Ok(())) => this.buf.extend_from_slice(rb.filled()),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_frames_round_trip_and_reject_huge_topics() {
-        let frame = encode_event("tasks.complete", b"{}").expect("encode");
-        let (event, used) = decode_event(&frame).expect("ok").expect("whole");
-        assert_eq!(
-            (event.topic.as_str(), used),
-            ("tasks.complete", frame.len())
-        );
-        assert!(decode_event(&frame[..5]).expect("ok").is_none());
-        assert!(encode_event(&"x".repeat(2000), b"").is_err());
-        assert!(decode_event(&[0xff, 0xff]).is_err());
     }
 }

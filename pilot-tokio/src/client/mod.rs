@@ -31,7 +31,9 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::framing::{self, SEND_OK, SHUTDOWN, SHUTDOWN_OK};
+pub(crate) use crate::client_proto::{CHUNK, decode_error, encode, expect_send_ok};
+use crate::client_proto::{address_from_info, connect_error, json_reply, shutdown_pid};
+use crate::framing::{self, SHUTDOWN};
 use crate::shim::addr::{Addr, AddrPort};
 use crate::shim::ipc::Message;
 
@@ -39,36 +41,11 @@ mod conn;
 mod events;
 mod reader;
 
+pub use crate::client_proto::{
+    ClientError, Event, MAX_PAYLOAD, MAX_TOPIC, PORT_ECHO, PORT_EVENTS, encode_event,
+};
 pub use conn::{Conn, Listener};
-pub use events::{Event, MAX_PAYLOAD, MAX_TOPIC, Subscription, encode_event};
-
-/// The event broker's virtual port.
-pub const PORT_EVENTS: u16 = 1002;
-/// The echo service's virtual port.
-pub const PORT_ECHO: u16 = 7;
-/// Largest data chunk per `Send` message.
-pub(crate) const CHUNK: usize = 64 * 1024;
-
-/// Errors from the client library.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// No daemon answers on the socket.
-    #[error("daemon is not running (no socket at {0})")]
-    NotRunning(String),
-    /// The daemon answered with an error.
-    #[error("{0}")]
-    Daemon(String),
-    /// The connection to the daemon ended.
-    #[error("connection to the daemon was lost")]
-    Disconnected,
-    /// The daemon sent something this client cannot use.
-    #[error("unexpected reply from the daemon: {0}")]
-    Protocol(String),
-    /// An I/O error on the socket.
-    #[error("daemon socket: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub use events::Subscription;
 
 pub(crate) enum Waiter {
     Plain(oneshot::Sender<Vec<u8>>),
@@ -118,12 +95,7 @@ impl Client {
         let path = path.as_ref();
         let stream = UnixStream::connect(path)
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                    ClientError::NotRunning(path.display().to_string())
-                }
-                _ => ClientError::Io(e),
-            })?;
+            .map_err(|e| connect_error(path, e))?;
         let (rd, mut wr) = stream.into_split();
         let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
         tokio::spawn(async move {
@@ -149,14 +121,7 @@ impl Client {
 
     /// This node's virtual address.
     pub async fn address(&self) -> Result<Addr, ClientError> {
-        let info = self.info().await?;
-        let text = info
-            .get("address")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        text.parse().map_err(|_| {
-            ClientError::Daemon("the daemon has no address yet (not registered)".into())
-        })
+        address_from_info(&self.info().await?)
     }
 
     /// Resolves a hostname through the registry.
@@ -217,15 +182,7 @@ impl Client {
 
     /// Asks the daemon to exit; returns its PID.
     pub async fn shutdown(&self) -> Result<u32, ClientError> {
-        let body = self.request(vec![SHUTDOWN]).await?;
-        match body.split_first() {
-            Some((&SHUTDOWN_OK, json)) => serde_json::from_slice::<Value>(json)
-                .ok()
-                .and_then(|v| v.get("pid")?.as_u64())
-                .and_then(|p| u32::try_from(p).ok())
-                .ok_or_else(|| ClientError::Protocol("shutdown reply without pid".into())),
-            _ => Err(decode_error(&body)),
-        }
+        shutdown_pid(&self.request(vec![SHUTDOWN]).await?)
     }
 
     /// Sends one tagged request body and waits for its reply body.
@@ -260,38 +217,6 @@ impl Client {
     }
 
     async fn json(&self, message: Message) -> Result<Value, ClientError> {
-        let body = self.request(encode(&message)).await?;
-        match Message::decode(&body) {
-            Ok(
-                Message::InfoOk { json }
-                | Message::HandshakeOk { json }
-                | Message::ResolveHostnameOk { json }
-                | Message::SetHostnameOk { json }
-                | Message::SetWebhookOk { json },
-            ) => serde_json::from_slice(&json).map_err(|e| ClientError::Protocol(e.to_string())),
-            _ => Err(decode_error(&body)),
-        }
-    }
-}
-
-pub(crate) fn encode(message: &Message) -> Vec<u8> {
-    let mut body = Vec::new();
-    message.encode(&mut body);
-    body
-}
-
-pub(crate) fn expect_send_ok(body: &[u8]) -> Result<(), ClientError> {
-    if body == [SEND_OK] {
-        Ok(())
-    } else {
-        Err(decode_error(body))
-    }
-}
-
-pub(crate) fn decode_error(body: &[u8]) -> ClientError {
-    match Message::decode(body) {
-        Ok(Message::Error { message, .. }) => ClientError::Daemon(message),
-        Ok(other) => ClientError::Protocol(format!("{other:?}")),
-        Err(e) => ClientError::Protocol(e.to_string()),
+        json_reply(&self.request(encode(&message)).await?)
     }
 }

@@ -7,6 +7,7 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::{ConnEvent, Inner, Waiter};
+use crate::client_proto::dial_reply;
 use crate::framing::{self, Frame};
 use crate::shim::ipc::Message;
 
@@ -39,15 +40,11 @@ fn on_reply(inner: &Inner, tag: u32, reply: &[u8]) {
             let _ = tx.send(reply.to_vec());
         }
         Some(Waiter::Dial(tx)) => {
-            let result = match Message::decode(reply) {
-                Ok(Message::DialOk { conn }) => {
-                    let (ctx, crx) = mpsc::channel(CONN_QUEUE);
-                    t.conns.insert(conn, ctx);
-                    Ok((conn, crx))
-                }
-                Ok(Message::Error { message, .. }) => Err(message),
-                other => Err(format!("unexpected reply to dial: {other:?}")),
-            };
+            let result = dial_reply(reply).map(|conn| {
+                let (ctx, crx) = mpsc::channel(CONN_QUEUE);
+                t.conns.insert(conn, ctx);
+                (conn, crx)
+            });
             let _ = tx.send(result);
         }
         None => {}
