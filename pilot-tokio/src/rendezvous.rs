@@ -115,6 +115,8 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>) {
         };
         next += 1;
         let conn = ConnectionId(next);
+        // Responses are small frames; without this a reply waits for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         if events.send(Io::Opened(conn, peer, wtx)).await.is_err() {

@@ -87,7 +87,11 @@ impl RegistryLink {
 
 async fn connect(target: SocketAddr, generation: u64, events: mpsc::Sender<RegistryIo>) {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            // Replies are small request/response frames: Nagle would hold them for an ACK.
+            let _ = s.set_nodelay(true);
+            s
+        }
         Ok(Err(e)) => {
             tracing::debug!(%target, error = %e, "registry connect failed");
             let _ = events.send(RegistryIo::Closed(generation)).await;
