@@ -324,6 +324,25 @@ fn registration_uses_the_beacon_observed_endpoint() {
     assert!(!needs_reregistration(None, addr("0.0.0.0:1")));
 }
 
+#[test]
+fn an_answer_after_revalidation_restarts_the_keepalive_from_now() {
+    // Found by the proptest below: revalidation left the old keepalive deadline in place, so
+    // after a long silence the path came back Direct with a timer far in the past.
+    let start = epoch();
+    let direct = addr("203.0.113.5:4001");
+    let mut path = PeerPath::new(1, NatConfig::default());
+    path.handle_direct_rx(start, direct);
+    let mut now = start;
+    for _ in 0..2 {
+        now += Duration::from_secs(360);
+        path.handle_timeout(now);
+        path.handle_direct_rx(now, direct);
+        while path.poll_action().is_some() {}
+        let at = path.poll_timeout().expect("a direct path keeps a keepalive timer");
+        assert!(at > now, "timer {:?} is before now {:?}", at - start, now - start);
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Input {
     Start,

@@ -311,6 +311,8 @@ impl PeerPath {
             deadline: now + self.config.revalidate_timeout,
         };
         self.last_direct_rx = None;
+        // The keepalive restarts from the answer that ends revalidation, never from before it.
+        self.next_keepalive = None;
         if self.config.beacon_available {
             self.actions.push_back(PathAction::RequestPunch);
         }
