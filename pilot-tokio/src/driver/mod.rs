@@ -2,10 +2,12 @@
 //! traversal, trust and the data-plane node, from `pilot_proto::agent`), the UDP socket and
 //! the registry connection. The daemon, the mio embedding and the simulator run the same agent.
 //!
-//! One task runs [`run`]. It waits on four things: commands from IPC sessions (replies go back
+//! One task runs [`run`]. It waits on five things: commands from IPC sessions (replies go back
 //! over oneshot channels), UDP datagrams (tunnel frames and beacon messages alike), registry
-//! connection events, and one `Sleep` re-armed from the agent's `poll_timeout`, the registry
-//! reconnect and the session retry timers. After every input it drains, in the agent's order:
+//! connection events, session wake-ups (a full IPC push queue freed a slot, or a stream is
+//! read again after its per-wake budget; see `sessions`), and one `Sleep` re-armed from the
+//! agent's `poll_timeout`, the registry reconnect and the trust timers. After every input it
+//! drains, in the agent's order:
 //! `poll_transmit`, `poll_registry_bytes`, `poll_event`, repeating while events produce more
 //! output (bounded). Time is read only through [`clock`]; each wake reads at most
 //! [`DATAGRAMS_PER_WAKE`] datagrams.
@@ -41,8 +43,6 @@ use registry_io::{RegistryIo, RegistryLink};
 
 /// Datagrams read per wake before other work gets a turn.
 pub const DATAGRAMS_PER_WAKE: usize = 64;
-/// How soon to retry streams whose session queue was full.
-const STALL_RETRY: Duration = Duration::from_millis(10);
 /// Timer used when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(3600);
 /// Events handled per drain round at most.
@@ -136,6 +136,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
     tokio::pin!(sleep);
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(65536);
+    let mut wakes = d.sessions.take_wakes();
     loop {
         d.drain(&udp, &mut link, &mut out);
         link.maybe_connect(clock());
@@ -155,6 +156,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
                 }
             }
             Some(io) = link.events.recv() => d.on_registry_io(&mut link, io),
+            Some(wake) = wakes.recv() => d.on_wake(wake),
             () = &mut sleep => d.on_timeout(),
         }
     }
@@ -172,7 +174,6 @@ impl Driver {
             self.agent.handle_timeout(now);
         }
         self.trust_timers(now);
-        self.retry_stalled();
     }
 
     fn on_registry_io(&mut self, link: &mut RegistryLink, io: RegistryIo) {
@@ -269,7 +270,6 @@ impl Driver {
             self.agent.poll_timeout(),
             link.reconnect_at,
             self.trust.next_timer(),
-            self.sessions.has_stalled().then_some(now + STALL_RETRY),
         ];
         candidates
             .into_iter()

@@ -1,7 +1,16 @@
 //! IPC sessions inside the driver: bound ports, connections and their owners, pending dials and
 //! sends, and how session commands and the agent's stream events move between them.
+//!
+//! Received bytes move from the node to a session's push queue in `pump`. A stream whose
+//! session queue is full waits, event-driven, for that queue to free a slot: one small task per
+//! full session awaits `reserve` and sends the session id back over the driver's wake channel
+//! ([`Sessions::take_wakes`]). A stream that used its read budget for this wake goes on the
+//! `again` list and the driver comes back to it right after other inputs had a turn. Streams
+//! opened or accepted for IPC clients run without Nagle's delay: the client library already
+//! coalesces writes, and a small event must not wait for an acknowledgement.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::mem;
 
 use pilot_proto::agent::{AgentError, Dial, DialId};
 use pilot_proto::node::{NodeError, NodeEvent};
@@ -50,12 +59,58 @@ pub(super) struct Sessions {
     /// Dials waiting for the agent to reach the peer.
     resolving: HashMap<DialId, (SessionId, AddrPort, Reply<u32>)>,
     discarding: HashSet<ConnId>,
+    /// Streams waiting for their session's push queue to free a slot.
     stalled: BTreeSet<ConnId>,
+    /// Streams that used their read budget; read again on the next driver turn.
+    again: BTreeSet<ConnId>,
+    /// Sessions with a task waiting for a free slot in their push queue (one task each).
+    waiting: HashSet<SessionId>,
+    /// Wake-ups for the driver: `Some(session)` when a full push queue freed a slot, `None`
+    /// when `again` became non-empty.
+    /// At most one `Some` per session is in flight (see `waiting`), so it stays small.
+    wake_tx: Option<mpsc::UnboundedSender<Option<SessionId>>>,
+    /// The receive buffer `pump` reuses (allocated on first use).
+    buf: Vec<u8>,
 }
 
 impl Sessions {
-    pub(super) fn has_stalled(&self) -> bool {
-        !self.stalled.is_empty()
+    /// Opens the wake channel and returns its receiving end, for the driver loop.
+    pub(super) fn take_wakes(&mut self) -> mpsc::UnboundedReceiver<Option<SessionId>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.wake_tx = Some(tx);
+        rx
+    }
+
+    fn wake(&self, wake: Option<SessionId>) {
+        if let Some(tx) = &self.wake_tx {
+            let _ = tx.send(wake);
+        }
+    }
+
+    /// `stream` used its read budget: the driver reads it again after other inputs.
+    fn go_again(&mut self, stream: ConnId) {
+        if self.again.is_empty() {
+            self.wake(None);
+        }
+        self.again.insert(stream);
+    }
+
+    /// `stream` waits for `session`'s push queue; the first stalled stream of a session starts
+    /// the one task that waits for a free slot.
+    fn stall(&mut self, stream: ConnId, session: SessionId, push: &mpsc::Sender<Push>) {
+        self.stalled.insert(stream);
+        if !self.waiting.insert(session) {
+            return;
+        }
+        let Some(wake) = self.wake_tx.clone() else {
+            return;
+        };
+        let push = push.clone();
+        tokio::spawn(async move {
+            // A closed queue also ends the wait; the retry then finds the session gone.
+            drop(push.reserve().await);
+            let _ = wake.send(Some(session));
+        });
     }
 
     pub(super) fn port_count(&self) -> usize {
@@ -105,6 +160,7 @@ impl Sessions {
         let c = self.conns.remove(&conn)?;
         self.by_stream.remove(&c.stream);
         self.stalled.remove(&c.stream);
+        self.again.remove(&c.stream);
         Some(c)
     }
 }
@@ -293,6 +349,7 @@ impl Driver {
                 let Some((session, remote, reply)) = self.sessions.dials.remove(&stream) else {
                     return;
                 };
+                self.agent.set_nodelay(stream, true);
                 let conn = self.sessions.add_conn(stream, session, 0, remote);
                 let _ = reply.send(Ok(conn));
             }
@@ -334,6 +391,7 @@ impl Driver {
         let Some(&session) = self.sessions.ports.get(&port) else {
             return self.close_stream(stream);
         };
+        self.agent.set_nodelay(stream, true);
         let conn = self.sessions.add_conn(stream, session, port, remote);
         let push = self.sessions.sessions.get(&session).map(|p| {
             p.try_send(Push::Accept {
@@ -373,35 +431,48 @@ impl Driver {
         self.pump(stream);
     }
 
-    /// Retries streams whose session queue was full.
-    pub(super) fn retry_stalled(&mut self) {
-        for stream in std::mem::take(&mut self.sessions.stalled) {
+    /// A wake-up from the wake channel: `session`'s push queue freed a slot (its stalled
+    /// streams are retried), or `None`: streams that used their read budget are read again.
+    pub(super) fn on_wake(&mut self, wake: Option<SessionId>) {
+        let streams = match wake {
+            Some(session) => {
+                self.sessions.waiting.remove(&session);
+                mem::take(&mut self.sessions.stalled)
+            }
+            None => mem::take(&mut self.sessions.again),
+        };
+        for stream in streams {
             self.pump(stream);
         }
     }
 
     /// Moves received bytes from the node to the owning session, bounded per wake.
     fn pump(&mut self, stream: ConnId) {
-        let mut buf = vec![0u8; RECV_CHUNK];
+        let mut buf = mem::take(&mut self.sessions.buf);
+        buf.resize(RECV_CHUNK, 0);
         if self.sessions.discarding.contains(&stream) {
-            return self.discard(stream, &mut buf);
+            self.discard(stream, &mut buf);
+        } else {
+            self.pump_with(stream, &mut buf);
         }
+        self.sessions.buf = buf;
+    }
+
+    fn pump_with(&mut self, stream: ConnId, buf: &mut [u8]) {
         let Some(&conn) = self.sessions.by_stream.get(&stream) else {
             return;
         };
-        let session = self.sessions.conns.get(&conn).map(|c| c.session);
-        let Some(push) = session
-            .and_then(|s| self.sessions.sessions.get(&s))
-            .cloned()
-        else {
+        let Some(session) = self.sessions.conns.get(&conn).map(|c| c.session) else {
+            return;
+        };
+        let Some(push) = self.sessions.sessions.get(&session).cloned() else {
             return;
         };
         for _ in 0..READS_PER_WAKE {
             let Ok(permit) = push.try_reserve() else {
-                self.sessions.stalled.insert(stream);
-                return;
+                return self.sessions.stall(stream, session, &push);
             };
-            match self.agent.recv(stream, &mut buf) {
+            match self.agent.recv(stream, buf) {
                 Ok(0) => {
                     permit.send(Push::CloseOk { conn });
                     self.sessions.forget(conn);
@@ -420,7 +491,7 @@ impl Driver {
                 }
             }
         }
-        self.sessions.stalled.insert(stream);
+        self.sessions.go_again(stream);
     }
 
     /// Reads and drops data on a stream the client closed, so the peer is not stalled.
@@ -431,6 +502,6 @@ impl Driver {
                 _ => return,
             }
         }
-        self.sessions.stalled.insert(stream);
+        self.sessions.go_again(stream);
     }
 }
