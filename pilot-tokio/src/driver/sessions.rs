@@ -388,7 +388,7 @@ impl Driver {
                 self.on_peer_up(peer.node);
             }
             NodeEvent::PeerUnreachable { peer } => tracing::info!(%peer, "peer unreachable"),
-            other => tracing::debug!(event = ?std::mem::discriminant(&other), "node event ignored"),
+            other => tracing::debug!(event = ?mem::discriminant(&other), "node event ignored"),
         }
     }
 
