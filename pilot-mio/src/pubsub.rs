@@ -2,10 +2,17 @@
 //! `pilot_proto::pubsub::client`: [`Subscription`] receives events from this node's own broker
 //! or another node's; [`Publisher`] keeps one connection to a broker for many publishes.
 //!
+//! Events the broker could not deliver are not silent: a subscriber that falls behind makes
+//! the broker drop events for it and send a gap notice instead, and
+//! [`Subscription::missed`] adds those notices up ([`Subscription::dropped`] counts the events
+//! this side dropped because nobody took them).
+//!
 //! # Limitations
 //!
 //! - A broken broker connection is not resumed: the call returns [`MioError::Broker`] and the
 //!   caller subscribes (or connects) again; events in between are missed.
+//! - A gap notice gives a count, not the events: they are gone unless the subscription was
+//!   durable or asked for replay.
 
 use std::collections::VecDeque;
 use std::io::{Read as _, Write as _};
@@ -85,14 +92,59 @@ impl BrokerConn {
     }
 }
 
+/// What one subscription received and has not handed out yet, and what it lost.
+#[derive(Debug, Default)]
+struct Inbox {
+    pending: VecDeque<Event>,
+    /// Events dropped here because [`MAX_PENDING`] were waiting.
+    dropped: u64,
+    /// Events the broker reported missed in gap notices.
+    missed: u64,
+    /// Gap notices received.
+    gaps: u64,
+}
+
+impl Inbox {
+    /// Takes one broker message for subscription `id`: queues an event, counts a gap, or
+    /// returns the broker's refusal. Other messages are ignored.
+    // Limitation: a `Broker` error here ends the subscription; it is not resumed.
+    fn accept(&mut self, id: SubscriptionId, message: ServerMessage) -> Result<()> {
+        let event = match message {
+            ServerMessage::Event(d) if d.id == id => Event {
+                topic: d.topic.as_str().to_owned(),
+                payload: d.payload.to_vec(),
+                seq: d.seq.0,
+            },
+            ServerMessage::Plain { topic, payload } => Event {
+                topic: String::from_utf8_lossy(&topic).into_owned(),
+                payload: payload.to_vec(),
+                seq: 0,
+            },
+            ServerMessage::Gap(gap) if gap.id == id => {
+                tracing::debug!(reason = ?gap.reason, missed = gap.missed, "broker gap notice");
+                self.gaps += 1;
+                self.missed = self.missed.saturating_add(gap.missed);
+                return Ok(());
+            }
+            ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
+            _ => return Ok(()),
+        };
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.pop_front();
+            self.dropped += 1;
+        }
+        self.pending.push_back(event);
+        Ok(())
+    }
+}
+
 /// A live subscription on one broker. Dropping it closes the broker connection.
 #[derive(Debug)]
 pub struct Subscription {
     conn: BrokerConn,
     id: SubscriptionId,
     filter: String,
-    pending: VecDeque<Event>,
-    dropped: u64,
+    inbox: Inbox,
 }
 
 /// A connection for publishing on one broker. Dropping it closes the connection.
@@ -135,8 +187,7 @@ impl MioNode {
             conn,
             id,
             filter: filter.to_owned(),
-            pending: VecDeque::new(),
-            dropped: 0,
+            inbox: Inbox::default(),
         };
         sub.wait_suback(deadline)?;
         tracing::info!(%node, filter, "subscribed");
@@ -229,9 +280,21 @@ impl Subscription {
         &self.filter
     }
 
-    /// Events dropped because more than 4096 were waiting to be taken.
+    /// Events dropped here because more than 4096 were waiting to be taken.
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        self.inbox.dropped
+    }
+
+    /// Events the broker reported it could not deliver (gap notices: this subscriber fell
+    /// behind and its queue at the broker overflowed, or retained events expired before a
+    /// replay reached them). Grows as the notices arrive, in order with the events.
+    pub fn missed(&self) -> u64 {
+        self.inbox.missed
+    }
+
+    /// Gap notices received (each covers one or more missed events).
+    pub fn gaps(&self) -> u64 {
+        self.inbox.gaps
     }
 
     /// Turns the node's loop until an event arrives.
@@ -242,11 +305,11 @@ impl Subscription {
     pub fn next_event(&mut self, timeout: Duration) -> Result<Event> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.inbox.pending.pop_front() {
                 return Ok(event);
             }
             let message = self.conn.next_message(deadline)?;
-            self.accept(message)?;
+            self.inbox.accept(self.id, message)?;
         }
     }
 
@@ -262,36 +325,12 @@ impl Subscription {
         }
     }
 
-    // Limitation: a `Broker` error here ends the subscription; it is not resumed.
-    fn accept(&mut self, message: ServerMessage) -> Result<()> {
-        let event = match message {
-            ServerMessage::Event(d) if d.id == self.id => Event {
-                topic: d.topic.as_str().to_owned(),
-                payload: d.payload.to_vec(),
-                seq: d.seq.0,
-            },
-            ServerMessage::Plain { topic, payload } => Event {
-                topic: String::from_utf8_lossy(&topic).into_owned(),
-                payload: payload.to_vec(),
-                seq: 0,
-            },
-            ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
-            _ => return Ok(()),
-        };
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front();
-            self.dropped += 1;
-        }
-        self.pending.push_back(event);
-        Ok(())
-    }
-
     fn wait_suback(&mut self, deadline: Instant) -> Result<()> {
         loop {
             match self.conn.next_message(deadline)? {
                 ServerMessage::SubAck { id, .. } if id == self.id => return Ok(()),
                 ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
-                other => self.accept(other)?,
+                other => self.inbox.accept(self.id, other)?,
             }
         }
     }
@@ -302,5 +341,72 @@ fn io_to_mio(error: std::io::Error) -> MioError {
         std::io::ErrorKind::TimedOut => MioError::TimedOut,
         std::io::ErrorKind::Interrupted => MioError::Stopped,
         _ => MioError::Io(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pilot_proto::pubsub::Seq;
+    use pilot_proto::pubsub::codec::{GapNotice, GapReason};
+
+    use super::*;
+
+    fn gap(id: u32, missed: u64) -> ServerMessage {
+        ServerMessage::Gap(GapNotice {
+            id: SubscriptionId(id),
+            reason: GapReason::Overflow,
+            from: Seq(10),
+            to: Seq(10 + missed - 1),
+            missed,
+        })
+    }
+
+    #[test]
+    fn gap_notices_for_this_subscription_add_up_as_missed() {
+        let mut inbox = Inbox::default();
+        let id = SubscriptionId(3);
+
+        inbox.accept(id, gap(3, 5)).expect("a gap is not an error");
+        inbox.accept(id, gap(3, 2)).expect("a gap is not an error");
+        inbox
+            .accept(id, gap(4, 100))
+            .expect("another subscription's gap");
+
+        assert_eq!((inbox.missed, inbox.gaps), (7, 2));
+        assert!(inbox.pending.is_empty());
+        assert_eq!(inbox.dropped, 0);
+    }
+
+    #[test]
+    fn plain_events_queue_and_the_oldest_is_dropped_past_the_bound() {
+        let mut inbox = Inbox::default();
+        let id = SubscriptionId(1);
+        for i in 0..MAX_PENDING + 3 {
+            let message = ServerMessage::Plain {
+                topic: b"t.a".to_vec().into(),
+                payload: i.to_string().into_bytes().into(),
+            };
+            inbox.accept(id, message).expect("event");
+        }
+
+        assert_eq!(inbox.pending.len(), MAX_PENDING);
+        assert_eq!(inbox.dropped, 3);
+        assert_eq!(
+            inbox.pending.front().map(|e| e.payload.clone()),
+            Some(b"3".to_vec())
+        );
+        assert_eq!(inbox.missed, 0);
+    }
+
+    #[test]
+    fn a_broker_error_is_returned() {
+        let mut inbox = Inbox::default();
+        let message = ServerMessage::Error {
+            code: pilot_proto::pubsub::codec::ErrorCode::Limit,
+            id: SubscriptionId(1),
+            message: "no".into(),
+        };
+        let result = inbox.accept(SubscriptionId(1), message);
+        assert!(matches!(result, Err(MioError::Broker(m)) if m == "no"));
     }
 }

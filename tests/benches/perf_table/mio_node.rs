@@ -139,8 +139,10 @@ fn events(node: &MioNode) -> Result<f64, String> {
             .flush(WAIT)
             .map_err(|e| format!("mio flush: {e}"))?;
         while got < published {
-            sub.next_event(WAIT)
-                .map_err(|e| format!("mio: {got} of {published} events received: {e}"))?;
+            sub.next_event(WAIT).map_err(|e| {
+                let missed = sub.missed();
+                format!("mio: {got} of {published} events received ({missed} in gap notices): {e}")
+            })?;
             got += 1;
         }
     }
