@@ -375,3 +375,37 @@ fn mio_node_reconnects_after_the_rendezvous_restarts() {
     assert_eq!(event.payload, b"y");
     daemon.stop();
 }
+
+/// A subscriber that stops reading makes its broker drop events and say so: on the mio node's
+/// own broker, every event published is either received or counted in a gap notice.
+#[test]
+fn mio_subscriber_that_falls_behind_sees_gap_notices() {
+    let rv = Rendezvous::start();
+    let home = tempfile::tempdir().expect("tempdir");
+    let (node, addr_m) = start_mio(&rv, home.path());
+    let mut sub = node.subscribe("flood.*", WAIT).expect("subscribe");
+    let mut publisher = node.publisher(addr_m, WAIT).expect("publisher");
+
+    // Far more than the subscriber's stream window, the broker's credit and its 1024-event
+    // queue hold while nobody reads the subscription.
+    let published = 20_000u64;
+    for i in 0..published {
+        publisher.publish("flood.e", &[7u8; 100]).expect("publish");
+        if i % 500 == 499 {
+            publisher.flush(WAIT).expect("acknowledged");
+        }
+    }
+    publisher.flush(WAIT).expect("acknowledged");
+
+    let mut received = 0u64;
+    let deadline = Instant::now() + WAIT;
+    while received + sub.missed() < published && Instant::now() < deadline {
+        match sub.next_event(Duration::from_secs(2)) {
+            Ok(_) => received += 1,
+            Err(e) => panic!("{received} received, {} missed: {e}", sub.missed()),
+        }
+    }
+    assert!(sub.gaps() > 0, "the broker sent no gap notice");
+    assert_eq!(sub.dropped(), 0, "nothing was dropped on this side");
+    assert_eq!(received + sub.missed(), published, "every event received or reported");
+}
