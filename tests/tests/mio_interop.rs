@@ -407,5 +407,9 @@ fn mio_subscriber_that_falls_behind_sees_gap_notices() {
     }
     assert!(sub.gaps() > 0, "the broker sent no gap notice");
     assert_eq!(sub.dropped(), 0, "nothing was dropped on this side");
-    assert_eq!(received + sub.missed(), published, "every event received or reported");
+    assert_eq!(
+        received + sub.missed(),
+        published,
+        "every event received or reported"
+    );
 }

@@ -113,6 +113,18 @@ impl Sessions {
         });
     }
 
+    /// Takes the stalled streams that belong to `session`; other sessions' stay stalled.
+    fn take_stalled(&mut self, session: SessionId) -> BTreeSet<ConnId> {
+        let (mine, others) = mem::take(&mut self.stalled)
+            .into_iter()
+            .partition(|stream| {
+                let conn = self.by_stream.get(stream).and_then(|id| self.conns.get(id));
+                conn.is_none_or(|c| c.session == session)
+            });
+        self.stalled = others;
+        mine
+    }
+
     pub(super) fn port_count(&self) -> usize {
         self.ports.len()
     }
@@ -442,7 +454,7 @@ impl Driver {
         let streams = match wake {
             Some(session) => {
                 self.sessions.waiting.remove(&session);
-                mem::take(&mut self.sessions.stalled)
+                self.sessions.take_stalled(session)
             }
             None => mem::take(&mut self.sessions.again),
         };
