@@ -352,3 +352,89 @@ async fn a_slow_dial_does_not_hold_up_other_requests() {
     slow.abort();
     a.stop();
 }
+
+/// A receiver that stops reading fills every queue back to the sender (client, IPC socket, the
+/// daemon's push queue, the stream window); once it reads again, the daemon must resume the
+/// stalled stream by itself (its push queue wakes the driver) and every byte arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_pauses_gets_every_byte_after_the_stall() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let (mut a, mut b) = (TestNode::new(), TestNode::new());
+    start_node(&mut a, &rv.registry);
+    let addr_b = start_node(&mut b, &rv.registry);
+    let ca = Client::connect(a.dir().join("pilot.sock"))
+        .await
+        .expect("a");
+    let cb = Client::connect(b.dir().join("pilot.sock"))
+        .await
+        .expect("b");
+    let mut listener = cb.listen(5001).await.expect("listen");
+    let remote = AddrPort {
+        addr: addr_b.parse().expect("addr"),
+        port: 5001,
+    };
+    let mut conn = ca.dial(remote).await.expect("dial");
+    let (mut inbound, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("accepted in time")
+        .expect("accept");
+
+    // More than every queue between the two clients holds (about 60 MiB: each of the
+    // client's, the session writer's and the push queues takes 256 pushes of up to 64 KiB).
+    let size = 160usize << 20;
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = written.clone();
+    let sender = tokio::spawn(async move {
+        let chunk: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+        for _ in 0..size / chunk.len() {
+            conn.write_all(&chunk).await.expect("write");
+            progress.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+        conn.shutdown().await.expect("close");
+    });
+
+    // Wait (bounded) until the sender is blocked: no progress for 300 ms, short of the end.
+    let deadline = Instant::now() + WAIT;
+    let mut last = (0, Instant::now());
+    loop {
+        let now = written.load(Ordering::Relaxed);
+        assert!(
+            now < size,
+            "everything was written with nobody reading; no stall happened"
+        );
+        assert!(Instant::now() < deadline, "the sender never blocked");
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let check = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0usize;
+        loop {
+            let n = inbound.read(&mut buf).await.expect("read");
+            if n == 0 {
+                return got;
+            }
+            let pattern = (got..got + n).map(|i| ((i % (64 * 1024)) % 251) as u8);
+            assert!(
+                buf[..n].iter().copied().eq(pattern),
+                "bytes changed near {got}"
+            );
+            got += n;
+        }
+    };
+    let got = tokio::time::timeout(Duration::from_secs(90), check)
+        .await
+        .expect("every byte after the stall, in time");
+    sender.await.expect("sender task");
+    assert_eq!(got, size);
+    a.stop();
+    b.stop();
+}
