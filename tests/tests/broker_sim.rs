@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 
 use pilot_proto::agent::AgentConfig;
 use pilot_proto::pubsub::client::SubscribeOptions;
-use pilot_proto::pubsub::codec::{Delivery, Frame, GapNotice, GapReason, ServerMessage};
+use pilot_proto::pubsub::codec::{
+    ClientMessage, Delivery, Frame, FrameReader, GapNotice, GapReason, ServerMessage,
+};
 use pilot_proto::pubsub::{BrokerConfig, Seq, SubscriptionId, Topic, TopicFilter};
 use pilot_proto::wire::addr::{Addr, AddrPort, port};
+use pilot_proto::wire::event::MAX_PAYLOAD_LEN;
 use pilot_sim::{HostId, LinkConfig, NatConfig, NatId, NetId, Scenario, Sim, SimBuilder};
 use pilot_tests::agent_host::AgentHost;
 use pilot_tests::matrix::{RENDEZVOUS_IP, SourceMap, agent_config};
@@ -115,13 +118,16 @@ fn link() -> LinkConfig {
 }
 
 fn client(sim: &Sim, id: HostId) -> &PubSubHost {
-    sim.machine::<PubSubHost>(id).expect("client host is running")
+    sim.machine::<PubSubHost>(id)
+        .expect("client host is running")
 }
 
 /// Runs until `done` holds, failing with `what` after `within` of virtual time.
 fn wait(sim: &mut Sim, within: Duration, what: &str, done: impl FnMut(&Sim) -> bool) {
     let deadline = sim.now() + within;
-    let ok = sim.run_until_true(deadline, done).expect("within the event budget");
+    let ok = sim
+        .run_until_true(deadline, done)
+        .expect("within the event budget");
     assert!(ok, "{what} within {within:?} (at {:?})", sim.elapsed());
 }
 
@@ -136,7 +142,12 @@ fn register_all(sim: &mut Sim, clients: usize) -> Addr {
         });
         broker.is_some() && all
     };
-    wait(sim, Duration::from_secs(30), "every node registers", registered);
+    wait(
+        sim,
+        Duration::from_secs(30),
+        "every node registers",
+        registered,
+    );
     let broker = sim.machine::<AgentHost>(BROKER).and_then(|h| h.address);
     broker.expect("registered above")
 }
@@ -163,7 +174,12 @@ fn subscribe(sim: &mut Sim, id: HostId, broker: Addr, filter: &str) -> Subscript
         .expect("client host is running");
     connect(sim, id, broker, &frames.1);
     let acked = move |sim: &Sim| suback(client(sim, id), frames.0);
-    wait(sim, Duration::from_secs(30), "the subscription is acknowledged", acked);
+    wait(
+        sim,
+        Duration::from_secs(30),
+        "the subscription is acknowledged",
+        acked,
+    );
     frames.0
 }
 
@@ -181,9 +197,16 @@ fn connect_publisher(sim: &mut Sim, id: HostId, broker: Addr) {
     connect(sim, id, broker, &[hello]);
     let welcomed = move |sim: &Sim| {
         let received = &client(sim, id).received;
-        received.iter().any(|(_, m)| matches!(m, ServerMessage::Welcome { .. }))
+        received
+            .iter()
+            .any(|(_, m)| matches!(m, ServerMessage::Welcome { .. }))
     };
-    wait(sim, Duration::from_secs(30), "the publisher is welcomed", welcomed);
+    wait(
+        sim,
+        Duration::from_secs(30),
+        "the publisher is welcomed",
+        welcomed,
+    );
 }
 
 /// An event payload carrying its index.
@@ -215,7 +238,10 @@ fn publish(
             .act::<PubSubHost, _>(id, |h, now| {
                 for index in next..end {
                     let topic = Topic::parse(topic(index)).expect("valid topic");
-                    let frame = h.session().expect("extended").publish(&topic, &payload(index));
+                    let frame = h
+                        .session()
+                        .expect("extended")
+                        .publish(&topic, &payload(index));
                     h.write(now, &frame);
                 }
                 now
@@ -248,7 +274,10 @@ fn gaps(host: &PubSubHost, sub: SubscriptionId) -> Vec<GapNotice> {
 /// Event indices delivered on `sub`, in arrival order.
 fn indices(host: &PubSubHost, sub: SubscriptionId) -> Vec<u32> {
     let delivered = deliveries(host, sub);
-    delivered.iter().map(|(_, d)| index_of(&d.payload)).collect()
+    delivered
+        .iter()
+        .map(|(_, d)| index_of(&d.payload))
+        .collect()
 }
 
 const PUBLISHER: HostId = HostId(2);
@@ -267,7 +296,10 @@ fn stalled_subscriber_gets_a_gap_and_costs_the_others_nothing() {
         let worst = stalled_scenario(sim, true);
         let allowed = baseline + STALL_SLACK;
         println!("healthy worst latency {worst:?} with a stalled peer, {baseline:?} without");
-        assert!(worst <= allowed, "the stall delayed others: {worst:?} > {allowed:?}");
+        assert!(
+            worst <= allowed,
+            "the stall delayed others: {worst:?} > {allowed:?}"
+        );
     });
 }
 
@@ -310,7 +342,11 @@ const STALL_SLACK: Duration = Duration::from_millis(15);
 /// Topic of event `index`: every fourth event does not match the subscriptions, so sequence
 /// numbers have holes and a gap's missed count differs from the width of its range.
 fn stall_topic(index: u32) -> &'static str {
-    if index % 4 == 3 { "logs.debug" } else { "metrics.cpu" }
+    if index % 4 == 3 {
+        "logs.debug"
+    } else {
+        "metrics.cpu"
+    }
 }
 
 /// Whether the event with broker sequence number `seq` matches `metrics.>` (the broker is
@@ -322,7 +358,9 @@ fn matches_seq(seq: u64) -> bool {
 
 /// The indices of the events the subscribers should get, in publish order.
 fn matching() -> Vec<u32> {
-    (0..STALL_EVENTS).filter(|i| matches_seq(u64::from(*i) + 1)).collect()
+    (0..STALL_EVENTS)
+        .filter(|i| matches_seq(u64::from(*i) + 1))
+        .collect()
 }
 
 /// Runs the scenario with the third subscriber stalled (`stall`) or reading; returns the worst
@@ -342,7 +380,12 @@ fn stalled_scenario(sim: &mut Sim, stall: bool) -> Duration {
         let count = |(id, sub): (HostId, SubscriptionId)| deliveries(client(sim, id), sub).len();
         healthy.into_iter().zip(subs).all(|p| count(p) >= want)
     };
-    wait(sim, Duration::from_secs(5), "healthy subscribers get everything", all_in);
+    wait(
+        sim,
+        Duration::from_secs(5),
+        "healthy subscribers get everything",
+        all_in,
+    );
     let worst = healthy
         .into_iter()
         .zip(subs)
@@ -354,7 +397,12 @@ fn stalled_scenario(sim: &mut Sim, stall: bool) -> Duration {
         check_stalled(sim, third, third_sub);
     } else {
         let done = move |sim: &Sim| deliveries(client(sim, third), third_sub).len() >= want;
-        wait(sim, Duration::from_secs(5), "the third subscriber gets everything", done);
+        wait(
+            sim,
+            Duration::from_secs(5),
+            "the third subscriber gets everything",
+            done,
+        );
         assert_full_rate(client(sim, third), third_sub, &sent);
     }
     worst
@@ -372,19 +420,30 @@ fn check_stalled(sim: &mut Sim, stalled: HostId, sub: SubscriptionId) {
     });
     let want = matching().len() as u64;
     let settled = move |sim: &Sim| accounted(client(sim, stalled), sub) >= want;
-    wait(sim, Duration::from_secs(10), "the stalled subscriber catches up", settled);
-    sim.run_for(Duration::from_secs(1)).expect("within the event budget");
+    wait(
+        sim,
+        Duration::from_secs(10),
+        "the stalled subscriber catches up",
+        settled,
+    );
+    sim.run_for(Duration::from_secs(1))
+        .expect("within the event budget");
     assert_gap_accounts(client(sim, stalled), sub);
 }
 
 /// Every matching event, in order, with its sequence number, no gap; returns the worst
 /// publish-to-delivery latency, which must be within [`LATENCY_BOUND`].
 fn assert_full_rate(host: &PubSubHost, sub: SubscriptionId, sent: &[Instant]) -> Duration {
-    assert!(gaps(host, sub).is_empty(), "a healthy subscriber has no gap");
+    assert!(
+        gaps(host, sub).is_empty(),
+        "a healthy subscriber has no gap"
+    );
     let got = deliveries(host, sub);
     let order: Vec<u32> = got.iter().map(|(_, d)| index_of(&d.payload)).collect();
     assert_eq!(order, matching(), "every matching event, in order, once");
-    let numbered = got.iter().all(|(_, d)| d.seq.0 == u64::from(index_of(&d.payload)) + 1);
+    let numbered = got
+        .iter()
+        .all(|(_, d)| d.seq.0 == u64::from(index_of(&d.payload)) + 1);
     assert!(numbered, "event i carries sequence number i + 1");
 
     let mut latencies: Vec<Duration> = got
@@ -392,9 +451,15 @@ fn assert_full_rate(host: &PubSubHost, sub: SubscriptionId, sent: &[Instant]) ->
         .map(|(at, d)| at.saturating_duration_since(sent[index_of(&d.payload) as usize]))
         .collect();
     latencies.sort_unstable();
-    let (median, worst) = (latencies[latencies.len() / 2], latencies[latencies.len() - 1]);
+    let (median, worst) = (
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+    );
     println!("subscriber: publish-to-delivery latency median {median:?}, worst {worst:?}");
-    assert!(worst <= LATENCY_BOUND, "latency {worst:?} over {LATENCY_BOUND:?}");
+    assert!(
+        worst <= LATENCY_BOUND,
+        "latency {worst:?} over {LATENCY_BOUND:?}"
+    );
     worst
 }
 
@@ -410,7 +475,10 @@ fn accounted(host: &PubSubHost, sub: SubscriptionId) -> u64 {
 /// is either delivered once or inside a notice.
 fn assert_gap_accounts(host: &PubSubHost, sub: SubscriptionId) {
     let notices = gaps(host, sub);
-    assert!(!notices.is_empty(), "the stalled subscriber got a gap notice");
+    assert!(
+        !notices.is_empty(),
+        "the stalled subscriber got a gap notice"
+    );
     let mut covered = BTreeSet::new();
     for gap in &notices {
         assert_eq!(gap.reason, GapReason::Overflow);
@@ -422,8 +490,14 @@ fn assert_gap_accounts(host: &PubSubHost, sub: SubscriptionId) {
     assert_in_sequence(host, sub);
 
     let delivered: BTreeSet<u64> = deliveries(host, sub).iter().map(|(_, d)| d.seq.0).collect();
-    assert!(delivered.iter().all(|s| matches_seq(*s)), "only matching events");
-    assert!(delivered.is_disjoint(&covered), "no event is both delivered and missed");
+    assert!(
+        delivered.iter().all(|s| matches_seq(*s)),
+        "only matching events"
+    );
+    assert!(
+        delivered.is_disjoint(&covered),
+        "no event is both delivered and missed"
+    );
     let all: BTreeSet<u64> = covered.union(&delivered).copied().collect();
     let want: BTreeSet<u64> = matching().iter().map(|i| u64::from(*i) + 1).collect();
     assert_eq!(all, want, "nothing missed silently");
@@ -444,7 +518,10 @@ fn assert_in_sequence(host: &PubSubHost, sub: SubscriptionId) {
             ServerMessage::Gap(g) if g.id == sub => (g.from.0, g.to.0),
             _ => continue,
         };
-        assert!(from > last && to >= from, "{message:?} after sequence number {last}");
+        assert!(
+            from > last && to >= from,
+            "{message:?} after sequence number {last}"
+        );
         last = to;
     }
 }
@@ -471,39 +548,64 @@ fn resume_scenario(sim: &mut Sim) {
     let pace = (5, Duration::from_millis(50));
     publish(sim, PUBLISHER, |_| "orders.new", 0..50, pace);
     let got = move |n: usize| move |sim: &Sim| deliveries(client(sim, roamer), sub).len() >= n;
-    wait(sim, Duration::from_secs(10), "the first 50 events arrive", got(50));
+    wait(
+        sim,
+        Duration::from_secs(10),
+        "the first 50 events arrive",
+        got(50),
+    );
 
     sim.act::<PubSubHost, _>(roamer, |h, now| h.disconnect(now));
     sim.partition(roamer, BROKER);
     publish(sim, PUBLISHER, |_| "orders.new", 50..150, pace);
-    sim.run_for(Duration::from_secs(20)).expect("within the event budget");
+    sim.run_for(Duration::from_secs(20))
+        .expect("within the event budget");
     sim.heal_all();
 
     let frames = sim
         .act::<PubSubHost, _>(roamer, |h, _| h.session().expect("extended").resume())
         .expect("roamer is running");
     let since = resumed_since(&frames[1]);
-    assert_eq!(since, Some(Seq(51)), "resumes just past the last event seen");
+    assert_eq!(
+        since,
+        Some(Seq(51)),
+        "resumes just past the last event seen"
+    );
     connect(sim, roamer, broker, &frames);
     publish(sim, PUBLISHER, |_| "orders.new", 150..200, pace);
-    wait(sim, Duration::from_secs(60), "every event arrives", got(200));
-    sim.run_for(Duration::from_secs(2)).expect("within the event budget");
+    wait(
+        sim,
+        Duration::from_secs(60),
+        "every event arrives",
+        got(200),
+    );
+    sim.run_for(Duration::from_secs(2))
+        .expect("within the event budget");
 
     let host = client(sim, roamer);
-    assert_eq!(indices(host, sub), (0..200).collect::<Vec<_>>(), "in order, exactly once");
+    assert_eq!(
+        indices(host, sub),
+        (0..200).collect::<Vec<_>>(),
+        "in order, exactly once"
+    );
     assert!(gaps(host, sub).is_empty(), "nothing was lost");
     let seqs: Vec<u64> = deliveries(host, sub).iter().map(|(_, d)| d.seq.0).collect();
-    assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "every sequence number once");
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<_>>(),
+        "every sequence number once"
+    );
 }
 
-/// The `since` of an encoded `$pilot.sub` frame (id u32, flags u8, since u64, ...).
+/// The `since` of an encoded subscribe frame, decoded as the broker decodes it.
 fn resumed_since(frame: &[u8]) -> Option<Seq> {
-    let mut reader = pilot_proto::pubsub::codec::FrameReader::new(1 << 16);
+    let mut reader = FrameReader::new(MAX_PAYLOAD_LEN);
     reader.push(frame);
-    let Frame { payload, .. } = reader.next_frame().ok()??;
-    let flags = *payload.get(4)?;
-    let since: [u8; 8] = payload.get(5..13)?.try_into().ok()?;
-    (flags & 4 != 0).then(|| Seq(u64::from_be_bytes(since)))
+    let frame = reader.next_frame().ok()??;
+    match ClientMessage::decode(&frame).ok()? {
+        ClientMessage::Subscribe(request) => request.since,
+        _ => None,
+    }
 }
 
 #[test]
@@ -537,25 +639,46 @@ fn legacy_scenario(sim: &mut Sim) {
     let frames = [plain("alerts", b""), plain("tasks.done", b"job 7")];
     connect(sim, legacy, broker, &frames);
     wait_for_task(sim, watcher, sub, "tasks.done");
-    let alert = payload(7);
+    let alert = b"disk full".to_vec();
     sim.act::<PubSubHost, _>(PUBLISHER, |h, now| {
         let topic = Topic::parse("alerts").expect("valid topic");
         let frame = h.session().expect("extended").publish(&topic, &alert);
         h.write(now, &frame);
     });
     let has = |id: HostId, n: usize| move |sim: &Sim| client(sim, id).received.len() >= n;
-    wait(sim, Duration::from_secs(10), "the v0.5 subscriber gets its event", has(legacy, 1));
-    wait(sim, Duration::from_secs(10), "the `*` subscriber gets all", has(legacy_all, 2));
-    sim.run_for(Duration::from_secs(2)).expect("within the event budget");
+    wait(
+        sim,
+        Duration::from_secs(10),
+        "the v0.5 subscriber gets its event",
+        has(legacy, 1),
+    );
+    wait(
+        sim,
+        Duration::from_secs(10),
+        "the `*` subscriber gets all",
+        has(legacy_all, 2),
+    );
+    sim.run_for(Duration::from_secs(2))
+        .expect("within the event budget");
 
-    assert_eq!(plain_frames(client(sim, legacy)), [("alerts".into(), alert.clone())]);
-    let everything = [("tasks.done".into(), b"job 7".to_vec()), ("alerts".into(), alert)];
+    assert_eq!(
+        plain_frames(client(sim, legacy)),
+        [("alerts".into(), alert.clone())]
+    );
+    let everything = [
+        ("tasks.done".into(), b"job 7".to_vec()),
+        ("alerts".into(), alert),
+    ];
     assert_eq!(plain_frames(client(sim, legacy_all)), everything);
     let watched: Vec<String> = deliveries(client(sim, watcher), sub)
         .iter()
         .map(|(_, d)| d.topic.as_str().to_owned())
         .collect();
-    assert_eq!(watched, ["tasks.ready", "tasks.done"], "v0.5 publishes reach `tasks.*`");
+    assert_eq!(
+        watched,
+        ["tasks.ready", "tasks.done"],
+        "v0.5 publishes reach `tasks.*`"
+    );
 }
 
 fn wait_for_task(sim: &mut Sim, watcher: HostId, sub: SubscriptionId, topic: &'static str) {
@@ -563,15 +686,21 @@ fn wait_for_task(sim: &mut Sim, watcher: HostId, sub: SubscriptionId, topic: &'s
         let delivered = deliveries(client(sim, watcher), sub);
         delivered.iter().any(|(_, d)| d.topic.as_str() == topic)
     };
-    wait(sim, Duration::from_secs(30), "a v0.5 publish reaches a subscriber", seen);
+    wait(
+        sim,
+        Duration::from_secs(30),
+        "a v0.5 publish reaches a subscriber",
+        seen,
+    );
 }
 
 /// Everything a v0.5 client received: only plain frames, as (topic, payload).
 fn plain_frames(host: &PubSubHost) -> Vec<(String, Vec<u8>)> {
     let frames = host.received.iter().map(|(_, m)| match m {
-        ServerMessage::Plain { topic, payload } => {
-            (String::from_utf8_lossy(topic).into_owned(), payload.to_vec())
-        }
+        ServerMessage::Plain { topic, payload } => (
+            String::from_utf8_lossy(topic).into_owned(),
+            payload.to_vec(),
+        ),
         other => panic!("a v0.5 client received an extended message: {other:?}"),
     });
     frames.collect()
