@@ -308,10 +308,11 @@ fn stalled_subscriber_gets_a_gap_and_costs_the_others_nothing() {
 /// reaches the broker within a few hundred events).
 fn build_stalled(seed: u64) -> Sim {
     let mut broker = agent_config();
-    let mut broker_config = BrokerConfig::default();
-    broker_config.queue_events = 128;
-    broker_config.initial_credit = 32 * 1024;
-    broker.node.broker = Some(broker_config);
+    broker.node.broker = Some(BrokerConfig {
+        queue_events: 128,
+        initial_credit: 32 * 1024,
+        ..BrokerConfig::default()
+    });
     broker.node.transport.send_buffer = 64 * 1024;
     let subscriber = |name, nat| {
         let mut spec = ClientSpec::new(name, Some(nat));
