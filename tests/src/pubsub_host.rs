@@ -176,9 +176,18 @@ impl PubSubHost {
             }
             Protocol::Legacy(reader) => {
                 reader.push(bytes);
-                while let Ok(Some(frame)) = reader.next_frame() {
-                    let (topic, payload) = (frame.topic, frame.payload);
-                    messages.push(ServerMessage::Plain { topic, payload });
+                loop {
+                    match reader.next_frame() {
+                        Ok(Some(frame)) => {
+                            let (topic, payload) = (frame.topic, frame.payload);
+                            messages.push(ServerMessage::Plain { topic, payload });
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            self.framing_error = true;
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -9,7 +9,8 @@
 //!   published meanwhile, in order, exactly once.
 //! - v0.5 clients (first frame = subscription, later frames = publishes) subscribe and publish.
 //!
-//! Seeds are printed; rerun one with `PILOT_SIM_SEED`.
+//! Seeds are printed; rerun one with `PILOT_SIM_SEED`. The lossy scenarios run with [`SEEDS`]
+//! seeds each.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -282,6 +283,9 @@ fn indices(host: &PubSubHost, sub: SubscriptionId) -> Vec<u32> {
 
 const PUBLISHER: HostId = HostId(2);
 
+/// Seeds each lossy scenario runs with (only `PILOT_SIM_SEED` when it is set).
+const SEEDS: u64 = 4;
+
 #[test]
 fn stalled_subscriber_gets_a_gap_and_costs_the_others_nothing() {
     const NAME: &str = "stalled_subscriber_gets_a_gap_and_costs_the_others_nothing";
@@ -435,6 +439,7 @@ fn check_stalled(sim: &mut Sim, stalled: HostId, sub: SubscriptionId) {
 /// Every matching event, in order, with its sequence number, no gap; returns the worst
 /// publish-to-delivery latency, which must be within [`LATENCY_BOUND`].
 fn assert_full_rate(host: &PubSubHost, sub: SubscriptionId, sent: &[Instant]) -> Duration {
+    assert!(!host.framing_error, "the stream decodes");
     assert!(
         gaps(host, sub).is_empty(),
         "a healthy subscriber has no gap"
@@ -475,6 +480,7 @@ fn accounted(host: &PubSubHost, sub: SubscriptionId) -> u64 {
 /// overflow notice counts exactly the matching events in its range, and every matching event
 /// is either delivered once or inside a notice.
 fn assert_gap_accounts(host: &PubSubHost, sub: SubscriptionId) {
+    assert!(!host.framing_error, "the stream decodes");
     let notices = gaps(host, sub);
     assert!(
         !notices.is_empty(),
@@ -529,7 +535,8 @@ fn assert_in_sequence(host: &PubSubHost, sub: SubscriptionId) {
 
 #[test]
 fn disconnected_subscriber_resumes_with_since_exactly_once() {
-    Scenario::new("disconnected_subscriber_resumes_with_since_exactly_once").run(
+    Scenario::new("disconnected_subscriber_resumes_with_since_exactly_once").run_many(
+        SEEDS,
         |seed| {
             let clients = vec![
                 ClientSpec::new("publisher", Some(NatConfig::symmetric())),
@@ -584,6 +591,7 @@ fn resume_scenario(sim: &mut Sim) {
         .expect("within the event budget");
 
     let host = client(sim, roamer);
+    assert!(!host.framing_error, "the stream decodes");
     assert_eq!(
         indices(host, sub),
         (0..200).collect::<Vec<_>>(),
@@ -611,7 +619,8 @@ fn resumed_since(frame: &[u8]) -> Option<Seq> {
 
 #[test]
 fn v05_clients_subscribe_with_their_first_frame_and_publish() {
-    Scenario::new("v05_clients_subscribe_with_their_first_frame_and_publish").run(
+    Scenario::new("v05_clients_subscribe_with_their_first_frame_and_publish").run_many(
+        SEEDS,
         |seed| {
             let clients = vec![
                 ClientSpec::new("publisher", Some(NatConfig::full_cone())),
@@ -697,6 +706,7 @@ fn wait_for_task(sim: &mut Sim, watcher: HostId, sub: SubscriptionId, topic: &'s
 
 /// Everything a v0.5 client received: only plain frames, as (topic, payload).
 fn plain_frames(host: &PubSubHost) -> Vec<(String, Vec<u8>)> {
+    assert!(!host.framing_error, "the stream decodes");
     let frames = host.received.iter().map(|(_, m)| match m {
         ServerMessage::Plain { topic, payload } => (
             String::from_utf8_lossy(topic).into_owned(),
