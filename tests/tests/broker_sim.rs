@@ -2,9 +2,11 @@
 //! separate hosts (most behind NAT presets) register with a simulated rendezvous, dial the
 //! broker node over encrypted tunnels and talk to it with the client codec, in virtual time.
 //!
-//! - A stalled subscriber costs the others nothing: two healthy subscribers get every event,
-//!   with no gap, each within a latency bound set by the link, while the stalled one's queue
-//!   overflows; it is told with a gap notice and misses nothing silently.
+//! - A stalled subscriber costs the others nothing: two healthy subscribers get every matching
+//!   event, in order, with no gap and no worse latency than in a control run where all three
+//!   read; the stalled one's queue overflows, and when it reads again its gap notices count
+//!   exactly the matching events they cover (non-matching events are interleaved so a count
+//!   and a range width differ), in sequence with the events around them.
 //! - A subscriber that goes away for a while resumes with `since` and gets every event
 //!   published meanwhile, in order, exactly once.
 //! - v0.5 clients (first frame = subscription, later frames = publishes) subscribe and publish.
