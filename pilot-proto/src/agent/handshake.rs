@@ -3,8 +3,9 @@
 //! the registry relay (`TrustStore::handle_direct_failure`); inbound streams are read up to
 //! one message and handed to the trust store with the tunnel peer they came from.
 //!
-//! A revocation needs the tunnel it ends: the peer's tunnel is dropped only once the revoke's
-//! stream has ended (delivered, refused or timed out), or at once when no stream could open.
+//! A revocation needs the tunnel it ends (and has no relay form): to a peer without a keyed
+//! tunnel the agent dials first and sends it when the tunnel is up; the tunnel is dropped only
+//! once the revoke's stream has ended (delivered, refused or timed out).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -33,6 +34,8 @@ pub(super) struct Handshakes {
     inbound: BTreeMap<ConnId, (u32, Vec<u8>)>,
     /// Written revokes: when the stream ends, the peer's tunnel is dropped.
     drop_after: BTreeMap<ConnId, u32>,
+    /// Revokes waiting for a tunnel to their peer (dialled for them).
+    awaiting_tunnel: BTreeMap<u32, TrustMessage>,
 }
 
 impl Agent {
@@ -43,11 +46,40 @@ impl Agent {
         let addr = Addr::new(node.address().network, peer);
         let room = self.handshakes.outbound.len() < MAX_STREAMS;
         let opened = room && node.is_peer_keyed(addr);
+        let keyed = node.is_peer_keyed(addr);
         match opened.then(|| node.connect(now, AddrPort::new(addr, TRUST_PORT))) {
             Some(Ok(stream)) => {
                 self.handshakes.outbound.insert(stream, (peer, message));
             }
+            _ if !keyed && message.kind == HandshakeType::Revoke => {
+                self.dial_for_revoke(now, peer, message);
+            }
             _ => self.trust.handle_direct_failure(peer, &message),
+        }
+    }
+
+    /// Dials `peer` so that its revoke can go out when the tunnel is up.
+    fn dial_for_revoke(&mut self, now: Instant, peer: u32, message: TrustMessage) {
+        if self.handshakes.awaiting_tunnel.len() >= MAX_STREAMS {
+            return debug!(peer, "too many revokes waiting for a tunnel; not delivered");
+        }
+        match self.start_dial(now, peer) {
+            Ok(()) => drop(self.handshakes.awaiting_tunnel.insert(peer, message)),
+            Err(error) => debug!(peer, %error, "revoke not delivered: no dial"),
+        }
+    }
+
+    /// The tunnel to `peer` is up: a revoke waiting for it goes out now.
+    pub(super) fn send_awaiting_revoke(&mut self, now: Instant, peer: u32) {
+        if let Some(message) = self.handshakes.awaiting_tunnel.remove(&peer) {
+            self.send_trust_direct(now, peer, message);
+        }
+    }
+
+    /// `peer` cannot be reached: a revoke waiting for it is given up.
+    pub(super) fn forget_awaiting_revoke(&mut self, peer: u32) {
+        if self.handshakes.awaiting_tunnel.remove(&peer).is_some() {
+            debug!(peer, "revoke not delivered: peer unreachable");
         }
     }
 
@@ -103,7 +135,8 @@ impl Agent {
     /// True when a revoke to `peer` is still on its way: its tunnel must stay up until then.
     pub(super) fn revoke_in_flight(&self, peer: u32) -> bool {
         let h = &self.handshakes;
-        h.drop_after.values().any(|p| *p == peer)
+        h.awaiting_tunnel.contains_key(&peer)
+            || h.drop_after.values().any(|p| *p == peer)
             || h.outbound
                 .values()
                 .any(|(p, m)| *p == peer && m.kind == HandshakeType::Revoke)
