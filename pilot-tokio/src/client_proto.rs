@@ -161,7 +161,11 @@ pub(crate) fn json_reply(body: &[u8]) -> Result<Value, ClientError> {
             | Message::HandshakeOk { json }
             | Message::ResolveHostnameOk { json }
             | Message::SetHostnameOk { json }
-            | Message::SetWebhookOk { json },
+            | Message::SetWebhookOk { json }
+            | Message::SetVisibilityOk { json }
+            | Message::DeregisterOk { json }
+            | Message::SetTagsOk { json }
+            | Message::ExtensionOk { json },
         ) => serde_json::from_slice(&json).map_err(|e| ClientError::Protocol(e.to_string())),
         _ => Err(decode_error(body)),
     }

@@ -75,6 +75,8 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
                 registry: settings.rendezvous_registry,
                 beacon: settings.rendezvous_beacon,
                 state_dir: paths.home.join("rendezvous"),
+                // Limitation: the embedded rendezvous offers no networks (no admin token).
+                admin_token: None,
             })
             .await
             .map_err(io("embedded rendezvous"))?;

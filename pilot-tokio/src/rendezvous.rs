@@ -38,6 +38,9 @@ pub struct RendezvousConfig {
     pub beacon: SocketAddr,
     /// Directory for `registry.state`.
     pub state_dir: PathBuf,
+    /// The admin token that network requests must carry; without one, networks are off and
+    /// every network request is refused as unsupported.
+    pub admin_token: Option<String>,
 }
 
 /// A running rendezvous.
@@ -60,7 +63,7 @@ enum Io {
 pub async fn start(config: &RendezvousConfig) -> Result<Rendezvous, std::io::Error> {
     std::fs::create_dir_all(&config.state_dir)?;
     let state_path = config.state_dir.join("registry.state");
-    let registry = recover(&state_path);
+    let registry = recover(&state_path, registry_config(config.admin_token.clone()));
     let tcp = TcpListener::bind(config.registry).await?;
     let udp = UdpSocket::bind(config.beacon).await?;
     let rv = Rendezvous {
@@ -84,21 +87,27 @@ pub async fn start(config: &RendezvousConfig) -> Result<Rendezvous, std::io::Err
     Ok(rv)
 }
 
-fn registry_config() -> RegistryConfig {
+fn registry_config(admin_token: Option<String>) -> RegistryConfig {
+    let admin_token = admin_token.filter(|t| !t.is_empty());
     RegistryConfig {
-        networks_enabled: true,
+        networks_enabled: admin_token.is_some(),
+        admin_token,
         ..RegistryConfig::default()
     }
 }
 
-fn recover(path: &std::path::Path) -> RegistryServer {
+fn recover(path: &std::path::Path, config: RegistryConfig) -> RegistryServer {
     let (now, unix) = (clock(), unix_now());
-    match std::fs::read(path) {
-        Ok(bytes) => RegistryServer::recover(registry_config(), now, unix, &bytes).unwrap_or_else(|e| {
-            tracing::error!(path = %path.display(), error = %e, "registry state unreadable; starting empty");
-            RegistryServer::new(registry_config(), now, unix)
-        }),
-        Err(_) => RegistryServer::new(registry_config(), now, unix),
+    let Ok(bytes) = std::fs::read(path) else {
+        return RegistryServer::new(config, now, unix);
+    };
+    match RegistryServer::recover(config.clone(), now, unix, &bytes) {
+        Ok(server) => server,
+        Err(e) => {
+            let path = path.display();
+            tracing::error!(%path, error = %e, "registry state unreadable; starting empty");
+            RegistryServer::new(config, now, unix)
+        }
     }
 }
 

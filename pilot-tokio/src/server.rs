@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::driver::commands::{Command, ControlOp, Push, Reply, SessionId};
 use crate::framing::{self, Frame, SEND_OK, SHUTDOWN, SHUTDOWN_OK};
+use crate::shim::extension::Extension;
 use crate::shim::ipc::Message;
 
 /// Concurrent sessions accepted; later connections wait.
@@ -335,9 +336,22 @@ fn control_op(message: Message) -> Result<(ControlOp, Wrap), String> {
             handshake_op(sub, &args)?,
             Box::new(move |v| Message::HandshakeOk { json: json(v) }),
         ),
-        Message::SetVisibility { .. } => unsupported("set_visibility"),
-        Message::Deregister => unsupported("deregister"),
-        Message::SetTags { .. } => unsupported("set_tags"),
+        Message::SetVisibility { public } => (
+            ControlOp::SetVisibility(public),
+            Box::new(move |v| Message::SetVisibilityOk { json: json(v) }),
+        ),
+        Message::Deregister => (
+            ControlOp::Deregister,
+            Box::new(move |v| Message::DeregisterOk { json: json(v) }),
+        ),
+        Message::SetTags { json: tags } => (
+            ControlOp::SetTags(parse_tags(&tags)?),
+            Box::new(move |v| Message::SetTagsOk { json: json(v) }),
+        ),
+        Message::Extension { json: request } => (
+            extension_op(&request)?,
+            Box::new(move |v| Message::ExtensionOk { json: json(v) }),
+        ),
         Message::SetTaskExec { .. } => unsupported("set_task_exec"),
         Message::SetWebhook { .. } => unsupported("webhooks (set_webhook)"),
         other => {
@@ -347,6 +361,63 @@ fn control_op(message: Message) -> Result<(ControlOp, Wrap), String> {
             ));
         }
     })
+}
+
+/// Tags a node may set through the daemon (v0.5's daemon limit; the registry allows 10).
+const MAX_TAGS: usize = 3;
+
+/// The `SetTags` payload: a JSON array of at most [`MAX_TAGS`] strings.
+fn parse_tags(payload: &[u8]) -> Result<Vec<String>, String> {
+    let tags: Vec<String> = serde_json::from_slice(payload)
+        .map_err(|e| format!("set_tags: expected a JSON array of strings: {e}"))?;
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "set_tags: at most {MAX_TAGS} tags, got {}",
+            tags.len()
+        ));
+    }
+    Ok(tags)
+}
+
+/// An extension request (`framing::EXTENSION`) as a control operation.
+fn extension_op(payload: &[u8]) -> Result<ControlOp, String> {
+    use pilot_proto::agent::NetworkRequest as R;
+    use pilot_proto::registry::NetworkTokens;
+
+    let request: Extension = serde_json::from_slice(payload)
+        .map_err(|e| format!("unknown or malformed extension request: {e}"))?;
+    let tokens = |join, admin| NetworkTokens { join, admin };
+    let (request, tokens) = match request {
+        Extension::NetworkCreate {
+            name,
+            join_rule,
+            token,
+            admin_token,
+        } => (R::Create { name, join_rule }, tokens(token, admin_token)),
+        Extension::NetworkJoin {
+            network_id,
+            inviter_id,
+            token,
+            admin_token,
+        } => {
+            let join = R::Join {
+                network: network_id,
+                inviter: inviter_id,
+            };
+            (join, tokens(token, admin_token))
+        }
+        Extension::NetworkLeave {
+            network_id,
+            admin_token,
+        } => (
+            R::Leave {
+                network: network_id,
+            },
+            tokens(None, admin_token),
+        ),
+        Extension::NetworkList => (R::List, NetworkTokens::default()),
+    };
+    Ok(ControlOp::Network { request, tokens })
 }
 
 fn unsupported(what: &'static str) -> (ControlOp, Wrap) {

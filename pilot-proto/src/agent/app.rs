@@ -202,12 +202,14 @@ impl Agent {
             }
             NodeEvent::PeerMoved { peer, .. } => self.sync_endpoint(now, peer.node),
             NodeEvent::PeerUnreachable { peer } => {
+                self.forget_awaiting_revoke(peer.node);
                 let error = AgentError::Dial(crate::nat::DialFailure::Timeout);
                 self.fail_dials(peer.node, &error);
                 self.forward(NodeEvent::PeerUnreachable { peer });
             }
             NodeEvent::PeerUp { peer, endpoint } => {
                 self.on_peer_up(now, peer.node);
+                self.send_awaiting_revoke(now, peer.node);
                 self.forward(NodeEvent::PeerUp { peer, endpoint });
             }
             NodeEvent::Incoming {

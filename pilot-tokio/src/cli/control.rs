@@ -52,14 +52,6 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             return Err(CliError::new("unavailable", "webhooks are not available in this build yet")
                 .hint("follow the webhook issue; events can be read with `pilotctl subscribe --json` meanwhile"));
         }
-        Command::Join { network } => {
-            return Err(CliError::new(
-                "unavailable",
-                format!(
-                    "cannot join network {network}: networks are not supported by this daemon yet"
-                ),
-            ));
-        }
         _ => {}
     }
     let client = ctx.client().await?;

@@ -95,6 +95,14 @@ pub(super) struct RendezvousArgs {
     /// Where registry state is kept [default: <home>/rendezvous].
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Switch networks on: create, join and leave must carry this token. Without it the
+    /// registry refuses networks, as a v0.5 registry does.
+    #[arg(
+        long = "admin-token",
+        env = "PILOT_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
 }
 
 pub(super) async fn run(ctx: &Ctx, action: DaemonAction) -> Result<(), CliError> {
@@ -403,6 +411,7 @@ pub(super) async fn rendezvous(ctx: &Ctx, args: RendezvousArgs) -> Result<(), Cl
         state_dir: args
             .state_dir
             .unwrap_or_else(|| ctx.paths.home.join("rendezvous")),
+        admin_token: args.admin_token,
     };
     let rv = crate::rendezvous::start(&config)
         .await

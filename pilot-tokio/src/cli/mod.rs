@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod control;
 mod daemon_cmd;
+mod directory;
 mod net;
 pub mod output;
 
@@ -130,11 +131,8 @@ enum Command {
     Subscribe(net::SubscribeArgs),
     /// Publish an event: `publish <topic> <data>` or `publish <node> <topic> --data <data>`.
     Publish(net::PublishArgs),
-    /// Join a network (needs a rendezvous that supports networks).
-    Join {
-        /// The network id.
-        network: u16,
-    },
+    #[command(flatten)]
+    Directory(directory::DirectoryCommand),
     /// Send webhook notifications to a URL (not available in this build yet).
     SetWebhook {
         /// http:// or https:// URL.
@@ -254,6 +252,7 @@ async fn run(cli: Cli, out: Out) -> Result<(), CliError> {
         Command::Listen(args) => net::listen(&ctx, args).await,
         Command::Subscribe(args) => net::subscribe(&ctx, args).await,
         Command::Publish(args) => net::publish(&ctx, args).await,
+        Command::Directory(command) => directory::run(&ctx, command).await,
         other => control::run(&ctx, other).await,
     }
 }

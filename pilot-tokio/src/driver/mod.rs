@@ -130,7 +130,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         trust_path: setup.trust_path,
         sessions: sessions::Sessions::default(),
         control: control::Control::new(setup.hostname),
-        trust: trust::Trust::new(&setup.signing_seed, setup.seed),
+        trust: trust::Trust::new(),
     };
     let udp = setup.udp;
     let sleep = tokio::time::sleep(IDLE);
@@ -252,14 +252,9 @@ impl Driver {
             AgentEvent::ControlResult { id, result } => self.on_control_result(id, result),
             AgentEvent::Trust(event) => tracing::info!(?event, "trust"),
             AgentEvent::PersistTrust(bytes) => self.persist_trust(&bytes),
-            AgentEvent::DialReady { dial, stream } if self.on_revoke_dial_ready(dial, stream) => {}
             AgentEvent::DialReady { dial, stream } => self.on_dial_ready(dial, stream),
             AgentEvent::DialFailed { dial, error, .. } => self.on_dial_failed(dial, &error),
-            AgentEvent::Node(event) => {
-                if let Some(event) = self.revoke_stream_event(event) {
-                    self.on_node_event(event);
-                }
-            }
+            AgentEvent::Node(event) => self.on_node_event(event),
             other => tracing::debug!(?other, "agent event ignored"),
         }
     }
