@@ -14,7 +14,7 @@ use futures_core::Stream;
 use pilot_proto::pubsub::client::{ClientSession, SubscribeOptions};
 use pilot_proto::pubsub::codec::{GapReason, ServerMessage};
 use pilot_proto::pubsub::{Seq, SubscriptionId, Topic, TopicFilter};
-use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 
 use super::{Client, ClientError, Conn, Event, PORT_EVENTS};
 use crate::client_proto::{encode_event, take_event};
@@ -85,7 +85,7 @@ impl Client {
         };
         let conn = self.dial(remote).await?;
         let session = ClientSession::new();
-        conn.send_all(&session.hello()).await?;
+        let hello = session.hello();
         let mut events = EventSession {
             conn,
             session,
@@ -95,6 +95,7 @@ impl Client {
             items: VecDeque::new(),
             buf: vec![0; READ_CHUNK],
         };
+        events.send(&hello).await?;
         events.welcome().await?;
         Ok(events)
     }
@@ -193,7 +194,7 @@ impl EventSession {
             ..SubscribeOptions::default()
         };
         let (id, frame) = self.session.subscribe(filter, options);
-        self.conn.send_all(&frame).await?;
+        self.send(&frame).await?;
 
         loop {
             match self.next_message().await? {
@@ -215,9 +216,8 @@ impl EventSession {
     pub async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<u64, ClientError> {
         let parsed = Topic::parse(topic)
             .map_err(|e| ClientError::Daemon(format!("bad topic {topic:?}: {e}")))?;
-        self.conn
-            .send_all(&self.session.publish(&parsed, payload))
-            .await?;
+        let frame = self.session.publish(&parsed, payload);
+        self.send(&frame).await?;
 
         loop {
             match self.next_message().await? {
@@ -250,6 +250,13 @@ impl EventSession {
     /// Closes the connection.
     pub async fn close(self) -> Result<(), ClientError> {
         self.conn.close().await
+    }
+
+    /// Writes one frame through `&mut` (so the session's futures stay `Send`).
+    async fn send(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        self.conn.write_all(frame).await?;
+        self.conn.flush().await?;
+        Ok(())
     }
 
     async fn welcome(&mut self) -> Result<(), ClientError> {
