@@ -225,7 +225,11 @@ impl EventSession {
                     self.published = number;
                     return Ok(seq.0);
                 }
-                ServerMessage::Error { id, message, .. } if id == SubscriptionId(0) => {
+                ServerMessage::Error {
+                    id: SubscriptionId(0),
+                    message,
+                    ..
+                } => {
                     return Err(ClientError::Daemon(format!("publish refused: {message}")));
                 }
                 other => self.keep(other),

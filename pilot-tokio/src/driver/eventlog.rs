@@ -525,7 +525,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+    File::open(dir.unwrap_or_else(|| Path::new(".")))?.sync_all()
 }
 
 #[cfg(test)]
