@@ -176,12 +176,17 @@ async fn subscribe_since(
     (node, topic): (Addr, &str),
     since: u64,
 ) -> Result<(), CliError> {
-    let mut sub = client.subscribe_since_at(node, topic, since).await?;
+    let at = deadline(args.timeout);
+    // A v0.5 broker takes the hello for a subscription and never answers it: bounded too.
+    let Some(sub) = until(at, client.subscribe_since_at(node, topic, since)).await else {
+        let text = format!("{node}: no answer to the extended subscribe (a v0.5 broker?)");
+        return Err(CliError::new("timeout", text));
+    };
+    let mut sub = sub?;
     ctx.out.note(format!(
         "subscribed to {topic:?} on {node} from seq {since} (head {}) — waiting for events...",
         sub.head()
     ));
-    let at = deadline(args.timeout);
     let (mut items, mut events) = (Vec::new(), 0);
     let mut timed_out = false;
     loop {
@@ -601,4 +606,38 @@ fn progress(ctx: &Ctx, size: u64) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_gap_notices_print_one_line_each() {
+        let event = EventItem::Event {
+            subscription: 1,
+            seq: 7,
+            topic: "jobs.done".to_owned(),
+            payload: b"ok".to_vec(),
+        };
+        let (obj, is_event) = item_json(&event);
+        assert!(is_event);
+        assert_eq!(obj["seq"], 7);
+        assert_eq!(item_text(&obj), "#7 [jobs.done] ok");
+
+        let gap = EventItem::Gap {
+            subscription: 1,
+            from: 3,
+            to: 5,
+            missed: 3,
+            reason: "expired",
+        };
+        let (obj, is_event) = item_json(&gap);
+        assert!(!is_event);
+        assert_eq!(obj["gap"]["to"], 5);
+        assert_eq!(
+            item_text(&obj),
+            "gap: events 3..=5 are gone (3 missed, expired)"
+        );
+    }
 }
