@@ -120,6 +120,31 @@ fn events_survive_a_restart_and_since_replays_each_once_in_order() {
     node.stop();
 }
 
+#[test]
+fn a_resumed_subscription_turns_live_after_the_replay() {
+    let mut node = TestNode::new();
+    node.start();
+    let old: Vec<String> = (1..=2).map(|i| format!("old {i}")).collect();
+    publish_acked(&node, "live.feed", &old);
+
+    let sub = node.spawn(&["--json", "subscribe", "live.>", "--since", "2"]);
+    let line: Value = serde_json::from_str(&sub.next_stdout()).expect("a JSON line");
+    assert_eq!(
+        seq_and_data(&line),
+        (2, "old 2".to_owned()),
+        "replay from --since"
+    );
+    publish_acked(&node, "live.feed", &["new".to_owned()]);
+    let line: Value = serde_json::from_str(&sub.next_stdout()).expect("a JSON line");
+    assert_eq!(
+        seq_and_data(&line),
+        (3, "new".to_owned()),
+        "then live events"
+    );
+    drop(sub);
+    node.stop();
+}
+
 /// A tiny deterministic generator for the crash points.
 struct XorShift(u64);
 
