@@ -608,6 +608,66 @@ mod tests {
         );
     }
 
+    /// Runs the end of a driver turn and waits for every job it started.
+    async fn turn(log: &mut EventLog, done: &mut mpsc::UnboundedReceiver<Done>) -> Vec<Done> {
+        log.flush();
+        let mut reports = Vec::new();
+        while log.in_flight > 0 {
+            let wait = tokio::time::timeout(std::time::Duration::from_secs(20), done.recv());
+            let report = wait
+                .await
+                .expect("the writer answers")
+                .expect("thread alive");
+            log.in_flight -= 1;
+            if let Done::Compacted(result) = &report {
+                log.layout.end_compaction(result.is_ok());
+            }
+            reports.push(report);
+        }
+        reports
+    }
+
+    #[tokio::test]
+    async fn the_driver_side_accounting_matches_the_file_through_a_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut log, mut done) = EventLog::open(Some(path.clone())).await;
+        assert!(log.is_on());
+        let payload = vec![7u8; (COMPACT_MIN / 2) as usize];
+        for seq in 1..=4 {
+            log.append(Seq(seq), &record(seq, "big", &payload));
+        }
+        let reports = turn(&mut log, &mut done).await;
+        assert!(
+            matches!(reports[..], [Done::Appended(Seq(4))]),
+            "one batch: {reports:?}"
+        );
+
+        log.evicted(Seq(3));
+        log.append(Seq(5), &record(5, "small", b"five"));
+        let reports = turn(&mut log, &mut done).await;
+        assert!(
+            matches!(
+                reports[..],
+                [Done::Appended(Seq(5)), Done::Compacted(Ok(()))]
+            ),
+            "append, then compaction: {reports:?}"
+        );
+        log.append(Seq(6), &record(6, "small", b"six"));
+        turn(&mut log, &mut done).await;
+        log.close().await;
+
+        let (_, recovery) = Writer::open(&path).unwrap();
+        let seqs: Vec<u64> = recovery.records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [4, 5, 6]);
+        assert_eq!(recovery.next_seq, Seq(7));
+        let layout = Layout::recovered(&recovery);
+        assert_eq!(
+            layout.dead, MARKER_LEN,
+            "only the marker is dead after compaction"
+        );
+    }
+
     #[test]
     fn layout_compacts_once_the_dead_prefix_outweighs_the_live_part() {
         let mut log = EventLog {
