@@ -100,6 +100,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         public: settings.public,
         signing_seed: loaded.seed,
         trust_path: paths.home.join("trust.state"),
+        event_log: Some(paths.home.join("events.log")),
     };
     let (tx, rx) = mpsc::channel(1024);
     let mut driver_task = tokio::spawn(driver::run(setup, rx));

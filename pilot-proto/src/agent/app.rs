@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::signal::Signal;
 use super::{Agent, AgentError, AgentEvent, Dial, DialId};
 use crate::node::{Node, NodeEvent};
-use crate::pubsub::log::LogRecord;
+use crate::pubsub::log::{LogRecord, Recovery};
 use crate::pubsub::{Seq, Topic};
 use crate::transport::ConnId;
 use crate::wire::addr::AddrPort;
@@ -162,6 +162,16 @@ impl Agent {
     pub fn restore_log(&mut self, now: Instant, records: Vec<LogRecord>) -> Result<(), AgentError> {
         let now = self.clamp(now);
         self.node_mut()?.restore_log(now, records);
+        Ok(())
+    }
+
+    /// Like [`Agent::restore_log`], from a whole [`Recovery`] (numbering resumes after markers).
+    ///
+    /// # Errors
+    /// [`AgentError::NotRegistered`].
+    pub fn restore_log_from(&mut self, now: Instant, recovery: Recovery) -> Result<(), AgentError> {
+        let now = self.clamp(now);
+        self.node_mut()?.restore_log_from(now, recovery);
         Ok(())
     }
 

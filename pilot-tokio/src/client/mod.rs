@@ -46,7 +46,7 @@ pub use crate::client_proto::{
     ClientError, Event, MAX_PAYLOAD, MAX_TOPIC, PORT_ECHO, PORT_EVENTS, encode_event,
 };
 pub use conn::{Conn, Listener};
-pub use events::Subscription;
+pub use events::{EventItem, EventSession, Subscription};
 
 pub(crate) enum Waiter {
     Plain(oneshot::Sender<Vec<u8>>),

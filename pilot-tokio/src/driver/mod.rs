@@ -12,7 +12,8 @@
 //!
 //! The glue kept in the driver: IPC sessions and their connection ids ([`sessions`]), the IPC
 //! control operations and their JSON replies (`control`), trust state on disk and the
-//! dial-first delivery of handshake requests (`trust`).
+//! dial-first delivery of handshake requests (`trust`), and the broker's event log on disk
+//! with its group commit at the end of each turn (`eventlog`).
 //!
 //! # Limitations
 //!
@@ -37,7 +38,7 @@ mod trust;
 use commands::Command;
 use pilot_proto::agent::{Agent, AgentConfig, AgentEvent};
 use pilot_proto::identity::Identity;
-use pilot_proto::node::NodeConfig;
+use pilot_proto::node::{NodeConfig, NodeEvent};
 use registry_io::{RegistryIo, RegistryLink};
 
 /// Datagrams read per wake before other work gets a turn.
@@ -84,6 +85,8 @@ pub struct DriverSetup {
     pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
     /// Where the trust store is saved.
     pub trust_path: std::path::PathBuf,
+    /// Where the broker's events are kept; `None` keeps them in memory only.
+    pub event_log: Option<std::path::PathBuf>,
 }
 
 /// Everything the driver task owns.
@@ -96,12 +99,17 @@ pub(crate) struct Driver {
     sessions: sessions::Sessions,
     control: control::Control,
     trust: trust::Trust,
+    log: eventlog::EventLog,
 }
 
-/// Builds the agent from the setup, with the trust store recovered from disk.
-fn agent(setup: &DriverSetup, local: Option<SocketAddr>) -> Agent {
+/// Builds the agent from the setup, with the trust store recovered from disk. With
+/// `persistent`, the broker waits for the event log before it delivers an event.
+fn agent(setup: &DriverSetup, local: Option<SocketAddr>, persistent: bool) -> Agent {
     let mut config = AgentConfig::default();
     config.node = setup.node_config.clone();
+    if let Some(broker) = &mut config.node.broker {
+        broker.persistent = persistent;
+    }
     config.node.tunnel.key_exchange_retry = Duration::from_millis(300);
     config.node.tunnel.key_exchange_attempts = 9;
     config.beacon = setup.beacon;
@@ -123,14 +131,16 @@ fn agent(setup: &DriverSetup, local: Option<SocketAddr>) -> Agent {
 pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
     let local = setup.udp.local_addr().ok();
     let mut link = RegistryLink::new(Some(setup.registry));
+    let (log, mut log_done) = eventlog::EventLog::open(setup.event_log.clone()).await;
     let mut d = Driver {
-        agent: agent(&setup, local),
+        agent: agent(&setup, local, log.is_on()),
         identity: setup.identity,
         encrypt: setup.node_config.tunnel.encrypt,
         trust_path: setup.trust_path,
         sessions: sessions::Sessions::default(),
         control: control::Control::new(setup.hostname),
         trust: trust::Trust::new(),
+        log,
     };
     let udp = setup.udp;
     let sleep = tokio::time::sleep(IDLE);
@@ -139,6 +149,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
     let mut out = Vec::with_capacity(65536);
     loop {
         d.drain(&udp, &mut link, &mut out);
+        d.log_turn();
         link.maybe_connect(clock());
         sleep.as_mut().reset(d.deadline(&link).into());
         tokio::select! {
@@ -157,8 +168,10 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
             }
             Some(io) = link.events.recv() => d.on_registry_io(&mut link, io),
             () = &mut sleep => d.on_timeout(),
+            Some(done) = log_done.recv() => d.on_log_done(done),
         }
     }
+    d.log.close().await;
     tracing::info!("driver stopped");
 }
 
@@ -254,6 +267,10 @@ impl Driver {
             AgentEvent::PersistTrust(bytes) => self.persist_trust(&bytes),
             AgentEvent::DialReady { dial, stream } => self.on_dial_ready(dial, stream),
             AgentEvent::DialFailed { dial, error, .. } => self.on_dial_failed(dial, &error),
+            AgentEvent::Node(NodeEvent::LogAppend { seq, record }) => {
+                self.on_log_append(seq, &record)
+            }
+            AgentEvent::Node(NodeEvent::LogEvicted { through }) => self.on_log_evicted(through),
             AgentEvent::Node(event) => self.on_node_event(event),
             other => tracing::debug!(?other, "agent event ignored"),
         }
