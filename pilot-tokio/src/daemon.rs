@@ -28,6 +28,8 @@ pub struct DaemonSettings {
     pub registry: Option<SocketAddr>,
     /// Beacon to use (ignored with the embedded rendezvous, which provides its own).
     pub beacon: Option<SocketAddr>,
+    /// Beacon over TCP, when UDP to it is blocked; `None` means the beacon's own address.
+    pub beacon_tcp: Option<SocketAddr>,
     /// Tunnel UDP listen address.
     pub listen: SocketAddr,
     /// Hostname to claim.
@@ -93,6 +95,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         udp,
         registry,
         beacon,
+        beacon_tcp: settings.beacon_tcp.or(beacon),
         node_config: NodeConfig::default(),
         identity: loaded.identity,
         seed: identity_file::random_seed()?,

@@ -7,6 +7,10 @@
 //! registry's state is written atomically (temp file, fsync, rename) whenever it reports a
 //! change, so a restart keeps every node's id and a kill at any moment leaves a whole file.
 //!
+//! The beacon is also served over TCP on the same port number ([`beacon_stream`]), for nodes
+//! whose UDP to the beacon is blocked; when that TCP port is taken, the rendezvous runs without
+//! it and says so in the log.
+//!
 //! # Limitations
 //!
 //! - The beacon runs alone (no gossip peers are configured).
@@ -23,6 +27,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::driver::{clock, unix_now};
+
+mod beacon_stream;
+
+use beacon_stream::BeaconStreams;
 
 /// Frames queued for one registry connection before it is closed as not reading.
 const WRITE_QUEUE: usize = 64;
@@ -57,6 +65,9 @@ enum Io {
     Opened(ConnectionId, SocketAddr, mpsc::Sender<Vec<u8>>),
     Bytes(ConnectionId, Vec<u8>),
     Closed(ConnectionId),
+    BeaconOpened(u64, mpsc::Sender<Vec<u8>>),
+    BeaconBytes(u64, Vec<u8>),
+    BeaconClosed(u64),
 }
 
 /// Binds both sockets, recovers state and spawns the servers on the current runtime.
@@ -72,6 +83,13 @@ pub async fn start(config: &RendezvousConfig) -> Result<Rendezvous, std::io::Err
     };
     tracing::info!(registry = %rv.registry, beacon = %rv.beacon, "rendezvous listening");
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    match TcpListener::bind(rv.beacon).await {
+        Ok(listener) => drop(tokio::spawn(beacon_stream::accept_loop(
+            listener,
+            tx.clone(),
+        ))),
+        Err(e) => tracing::warn!(addr = %rv.beacon, error = %e, "no beacon over TCP"),
+    }
     tokio::spawn(accept_loop(tcp, tx));
     let beacon = BeaconServer::new(BeaconConfig::default(), clock(), unix_now());
     tokio::spawn(core_loop(
@@ -79,6 +97,7 @@ pub async fn start(config: &RendezvousConfig) -> Result<Rendezvous, std::io::Err
             registry,
             beacon,
             writers: HashMap::new(),
+            streams: BeaconStreams::default(),
             state_path,
         },
         udp,
@@ -160,6 +179,7 @@ struct Core {
     registry: RegistryServer,
     beacon: BeaconServer,
     writers: HashMap<ConnectionId, mpsc::Sender<Vec<u8>>>,
+    streams: BeaconStreams,
     state_path: PathBuf,
 }
 
@@ -202,6 +222,9 @@ impl Core {
                 self.writers.remove(&conn);
                 self.registry.handle_disconnect(now, conn);
             }
+            Io::BeaconOpened(id, writer) => self.streams.opened(id, writer),
+            Io::BeaconBytes(id, bytes) => self.streams.bytes(now, id, &bytes, &mut self.beacon),
+            Io::BeaconClosed(id) => self.streams.closed(id),
         }
     }
 
@@ -231,7 +254,9 @@ impl Core {
             let Some(t) = self.beacon.poll_transmit(now, buf) else {
                 break;
             };
-            let _ = udp.try_send_to(&buf[..t.len], t.dst);
+            if !self.streams.route(t.dst, &buf[..t.len]) {
+                let _ = udp.try_send_to(&buf[..t.len], t.dst);
+            }
         }
     }
 

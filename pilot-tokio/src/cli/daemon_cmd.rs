@@ -52,6 +52,10 @@ pub(super) struct DaemonArgs {
     /// Beacon host:port (used with --registry).
     #[arg(long, env = "PILOT_BEACON")]
     beacon: Option<String>,
+    /// Beacon TCP host:port, tried only when the beacon is silent over UDP (a pilot-rs
+    /// rendezvous serves it on the beacon's port number) [default: the beacon address].
+    #[arg(long, env = "PILOT_BEACON_TCP")]
+    beacon_tcp: Option<String>,
     /// Tunnel UDP listen address [default: 127.0.0.1:0 embedded, 0.0.0.0:0 with --registry].
     #[arg(long, env = "PILOT_LISTEN")]
     listen: Option<String>,
@@ -131,6 +135,10 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         .map(|b| config::endpoint("beacon", &b))
         .transpose()
         .map_err(bad)?;
+    let beacon_tcp = pick(args.beacon_tcp.clone(), &file.beacon_tcp)
+        .map(|b| config::endpoint("beacon tcp", &b))
+        .transpose()
+        .map_err(bad)?;
     let default_listen = if registry.is_some() {
         "0.0.0.0:0"
     } else {
@@ -143,6 +151,7 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         paths: ctx.paths.clone(),
         registry,
         beacon,
+        beacon_tcp,
         listen: config::endpoint("listen", &listen).map_err(bad)?,
         hostname: pick(args.hostname.clone(), &file.hostname),
         public: args.public || file.public.unwrap_or(false),
@@ -248,6 +257,7 @@ fn spawn_run(ctx: &Ctx, args: &DaemonArgs) -> Result<std::process::Child, CliErr
     let flags = [
         ("--registry", &args.registry),
         ("--beacon", &args.beacon),
+        ("--beacon-tcp", &args.beacon_tcp),
         ("--listen", &args.listen),
         ("--hostname", &args.hostname),
         ("--rendezvous-registry", &args.rendezvous_registry),

@@ -17,8 +17,6 @@
 //!
 //! # Limitations
 //!
-//! - The beacon-over-TCP fallback (`AgentEvent::ConnectBeaconStream`) is not wired: a node
-//!   whose UDP to the beacon is blocked cannot punch or relay.
 //! - A private node refuses an untrusted dialler after the transport handshake: the dialler's
 //!   IPC dial succeeds, then the connection closes; the reason is logged on both sides.
 
@@ -28,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+mod beacon_io;
 pub mod commands;
 mod control;
 mod eventlog;
@@ -71,6 +70,8 @@ pub struct DriverSetup {
     pub registry: SocketAddr,
     /// Beacon UDP address; `None` disables punching and relay.
     pub beacon: Option<SocketAddr>,
+    /// Beacon TCP address, used only when the beacon is silent over UDP.
+    pub beacon_tcp: Option<SocketAddr>,
     /// Node configuration.
     pub node_config: NodeConfig,
     /// The node's identity.
@@ -100,6 +101,7 @@ pub(crate) struct Driver {
     control: control::Control,
     trust: trust::Trust,
     log: eventlog::EventLog,
+    beacon_link: RegistryLink,
 }
 
 /// Builds the agent from the setup, with the trust store recovered from disk. With
@@ -113,6 +115,7 @@ fn agent(setup: &DriverSetup, local: Option<SocketAddr>, persistent: bool) -> Ag
     config.node.tunnel.key_exchange_retry = Duration::from_millis(300);
     config.node.tunnel.key_exchange_attempts = 9;
     config.beacon = setup.beacon;
+    config.beacon_tcp = setup.beacon_tcp;
     config.local_endpoints = local.into_iter().collect();
     config.hostname = setup.hostname.clone();
     config.public = setup.public;
@@ -141,7 +144,9 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         control: control::Control::new(setup.hostname),
         trust: trust::Trust::new(),
         log,
+        beacon_link: RegistryLink::new(setup.beacon_tcp),
     };
+    let mut beacon_events = d.beacon_link.take_events();
     let udp = setup.udp;
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
@@ -151,6 +156,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         d.drain(&udp, &mut link, &mut out);
         d.log_turn();
         link.maybe_connect(clock());
+        d.beacon_link.maybe_connect(clock());
         sleep.as_mut().reset(d.deadline(&link).into());
         tokio::select! {
             command = commands.recv() => match command {
@@ -167,6 +173,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
                 }
             }
             Some(io) = link.events.recv() => d.on_registry_io(&mut link, io),
+            Some(io) = beacon_events.recv() => d.on_beacon_io(io),
             () = &mut sleep => d.on_timeout(),
             Some(done) = log_done.recv() => d.on_log_done(done),
         }
@@ -226,6 +233,7 @@ impl Driver {
                 link.send(out[..len].to_vec());
                 out.clear();
             }
+            self.drain_beacon_stream(out);
             let mut handled = 0;
             while let Some(event) = self.agent.poll_event() {
                 self.on_agent_event(link, event);
@@ -243,9 +251,7 @@ impl Driver {
     fn on_agent_event(&mut self, link: &mut RegistryLink, event: AgentEvent) {
         match event {
             AgentEvent::ConnectRegistry => link.request_connect(clock()),
-            AgentEvent::ConnectBeaconStream => {
-                tracing::warn!("the beacon is unreachable over UDP; no stream fallback here")
-            }
+            AgentEvent::ConnectBeaconStream => self.connect_beacon_stream(),
             AgentEvent::Registered { address, endpoint } => {
                 tracing::info!(%address, %endpoint, "registered with the registry")
             }
@@ -281,6 +287,7 @@ impl Driver {
         let candidates = [
             self.agent.poll_timeout(),
             link.reconnect_at,
+            self.beacon_link.reconnect_at,
             self.trust.next_timer(),
             self.sessions.has_stalled().then_some(now + STALL_RETRY),
         ];

@@ -1,0 +1,199 @@
+//! Beacon streams: the beacon served over TCP, on the beacon's own port number, for nodes whose
+//! UDP to the beacon is blocked (a pilot-rs extension; v0.5 beacons speak UDP only, and a v0.5
+//! node never connects here).
+//!
+//! Each stream carries beacon datagrams framed as a 2-byte big-endian length and the datagram,
+//! both ways. The beacon sees every stream as a source address of its own in `fd00::/64`, so
+//! its replies, punch commands and relay deliveries for that node come back here and are
+//! framed onto the stream instead of sent over UDP.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use pilot_proto::beacon::BeaconServer;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::Io;
+
+/// Beacon streams open at once at most; later ones are closed at once.
+const MAX_STREAMS: usize = 1024;
+/// Unframed bytes buffered per stream at most (a few largest datagrams).
+const MAX_INBOX: usize = 4 * (2 + 65_535);
+/// Frames queued towards one stream before it is closed as not reading.
+const WRITE_QUEUE: usize = 256;
+
+/// One beacon stream as the rendezvous core sees it.
+#[derive(Debug)]
+struct Conn {
+    source: SocketAddr,
+    inbox: Vec<u8>,
+    writer: mpsc::Sender<Vec<u8>>,
+}
+
+/// Every open beacon stream, by id and by the source address the beacon knows it as.
+#[derive(Debug, Default)]
+pub(super) struct BeaconStreams {
+    conns: HashMap<u64, Conn>,
+    by_source: HashMap<SocketAddr, u64>,
+}
+
+impl BeaconStreams {
+    /// A stream was accepted; its frames go to `writer`.
+    pub(super) fn opened(&mut self, id: u64, writer: mpsc::Sender<Vec<u8>>) {
+        if self.conns.len() >= MAX_STREAMS {
+            return tracing::debug!(id, "too many beacon streams; refused");
+        }
+        let source = source_for(id);
+        let inbox = Vec::new();
+        self.conns.insert(
+            id,
+            Conn {
+                source,
+                inbox,
+                writer,
+            },
+        );
+        self.by_source.insert(source, id);
+    }
+
+    /// Bytes arrived on a stream: each complete frame goes to the beacon.
+    pub(super) fn bytes(&mut self, now: Instant, id: u64, bytes: &[u8], beacon: &mut BeaconServer) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.inbox.len() + bytes.len() > MAX_INBOX {
+            tracing::debug!(id, "beacon stream sent an oversized frame; closed");
+            return self.closed(id);
+        }
+        conn.inbox.extend_from_slice(bytes);
+        while let Some(datagram) = next_frame(&mut conn.inbox) {
+            beacon.handle_datagram(now, conn.source, &datagram);
+        }
+    }
+
+    /// A stream ended.
+    pub(super) fn closed(&mut self, id: u64) {
+        if let Some(conn) = self.conns.remove(&id) {
+            self.by_source.remove(&conn.source);
+        }
+    }
+
+    /// Sends a beacon datagram for `dst` down its stream. Returns false when `dst` is not a
+    /// stream (send it over UDP).
+    pub(super) fn route(&mut self, dst: SocketAddr, datagram: &[u8]) -> bool {
+        let Some(&id) = self.by_source.get(&dst) else {
+            return false;
+        };
+        let Ok(len) = u16::try_from(datagram.len()) else {
+            return true;
+        };
+        let mut frame = Vec::with_capacity(2 + datagram.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(datagram);
+        let full = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.writer.try_send(frame).is_err());
+        if full {
+            tracing::debug!(id, "beacon stream not reading; closed");
+            self.closed(id);
+        }
+        true
+    }
+}
+
+/// The address the beacon knows stream `id` by.
+fn source_for(id: u64) -> SocketAddr {
+    let [a, b, c, d] = [
+        (id >> 48) as u16,
+        (id >> 32) as u16,
+        (id >> 16) as u16,
+        id as u16,
+    ];
+    SocketAddr::from((Ipv6Addr::new(0xfd00, 0, 0, 0, a, b, c, d), 9))
+}
+
+/// Takes the next complete frame from `inbox`.
+fn next_frame(inbox: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let header: [u8; 2] = inbox.get(..2)?.try_into().ok()?;
+    let len = usize::from(u16::from_be_bytes(header));
+    if inbox.len() < 2 + len {
+        return None;
+    }
+    let datagram = inbox[2..2 + len].to_vec();
+    inbox.drain(..2 + len);
+    Some(datagram)
+}
+
+/// Accepts beacon streams and runs a reader and a writer task for each.
+pub(super) async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>) {
+    let mut next = 0u64;
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        next += 1;
+        let id = next;
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        if events.send(Io::BeaconOpened(id, wtx)).await.is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            while let Some(frame) = wrx.recv().await {
+                if wr.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let events = events.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = rd.read(&mut buf).await {
+                if n == 0
+                    || events
+                        .send(Io::BeaconBytes(id, buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+            let _ = events.send(Io::BeaconClosed(id)).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_cut_whole_and_partial_ones_wait() {
+        let mut inbox = vec![0, 3, b'a', b'b', b'c', 0, 2, b'x'];
+        assert_eq!(next_frame(&mut inbox), Some(b"abc".to_vec()));
+        assert_eq!(next_frame(&mut inbox), None);
+        inbox.push(b'y');
+        assert_eq!(next_frame(&mut inbox), Some(b"xy".to_vec()));
+        assert!(inbox.is_empty());
+    }
+
+    #[test]
+    fn every_stream_has_its_own_source_and_replies_find_it() {
+        let mut streams = BeaconStreams::default();
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, _rx2) = mpsc::channel(4);
+        streams.opened(1, tx1);
+        streams.opened(2, tx2);
+        assert_ne!(source_for(1), source_for(2));
+        assert!(streams.route(source_for(1), b"hi"));
+        assert_eq!(rx1.try_recv().ok(), Some(vec![0, 2, b'h', b'i']));
+        assert!(!streams.route("127.0.0.1:9".parse().expect("addr"), b"udp"));
+        streams.closed(1);
+        assert!(!streams.route(source_for(1), b"gone"));
+    }
+}
