@@ -3,7 +3,7 @@
 //! node never connects here).
 //!
 //! Each stream carries beacon datagrams framed as a 2-byte big-endian length and the datagram,
-//! both ways. The beacon sees every stream as a source address of its own in `fd00::/64`, so
+//! both ways (`pilot_proto::wire::beacon_stream`). The beacon sees every stream as a source address of its own in `fd00::/64`, so
 //! its replies, punch commands and relay deliveries for that node come back here and are
 //! framed onto the stream instead of sent over UDP.
 
@@ -12,6 +12,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use pilot_proto::beacon::BeaconServer;
+use pilot_proto::wire::beacon_stream::{pop_frame, push_frame};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -69,7 +70,7 @@ impl BeaconStreams {
             return self.closed(id);
         }
         conn.inbox.extend_from_slice(bytes);
-        while let Some(datagram) = next_frame(&mut conn.inbox) {
+        while let Some(datagram) = pop_frame(&mut conn.inbox) {
             beacon.handle_datagram(now, conn.source, &datagram);
         }
     }
@@ -87,12 +88,10 @@ impl BeaconStreams {
         let Some(&id) = self.by_source.get(&dst) else {
             return false;
         };
-        let Ok(len) = u16::try_from(datagram.len()) else {
-            return true;
-        };
         let mut frame = Vec::with_capacity(2 + datagram.len());
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(datagram);
+        if !push_frame(&mut frame, datagram) {
+            return true;
+        }
         let full = self
             .conns
             .get(&id)
@@ -114,18 +113,6 @@ fn source_for(id: u64) -> SocketAddr {
         id as u16,
     ];
     SocketAddr::from((Ipv6Addr::new(0xfd00, 0, 0, 0, a, b, c, d), 9))
-}
-
-/// Takes the next complete frame from `inbox`.
-fn next_frame(inbox: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let header: [u8; 2] = inbox.get(..2)?.try_into().ok()?;
-    let len = usize::from(u16::from_be_bytes(header));
-    if inbox.len() < 2 + len {
-        return None;
-    }
-    let datagram = inbox[2..2 + len].to_vec();
-    inbox.drain(..2 + len);
-    Some(datagram)
 }
 
 /// Accepts beacon streams and runs a reader and a writer task for each.
@@ -171,16 +158,6 @@ pub(super) async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_are_cut_whole_and_partial_ones_wait() {
-        let mut inbox = vec![0, 3, b'a', b'b', b'c', 0, 2, b'x'];
-        assert_eq!(next_frame(&mut inbox), Some(b"abc".to_vec()));
-        assert_eq!(next_frame(&mut inbox), None);
-        inbox.push(b'y');
-        assert_eq!(next_frame(&mut inbox), Some(b"xy".to_vec()));
-        assert!(inbox.is_empty());
-    }
 
     #[test]
     fn every_stream_has_its_own_source_and_replies_find_it() {

@@ -65,7 +65,23 @@ impl core::fmt::Debug for Extension {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = serde_json::from_slice::<Extension>(&bytes);
+        }
+
+        #[test]
+        fn joins_round_trip(network_id: u16, inviter_id: Option<u32>, token: Option<String>) {
+            let join = Extension::NetworkJoin { network_id, inviter_id, token, admin_token: None };
+            let text = serde_json::to_vec(&join).expect("encode");
+            prop_assert_eq!(serde_json::from_slice::<Extension>(&text).expect("decode"), join);
+        }
+    }
 
     #[test]
     fn requests_round_trip_and_unknown_ops_are_refused() {
