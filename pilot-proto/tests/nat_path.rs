@@ -338,8 +338,15 @@ fn an_answer_after_revalidation_restarts_the_keepalive_from_now() {
         path.handle_timeout(now);
         path.handle_direct_rx(now, direct);
         while path.poll_action().is_some() {}
-        let at = path.poll_timeout().expect("a direct path keeps a keepalive timer");
-        assert!(at > now, "timer {:?} is before now {:?}", at - start, now - start);
+        let at = path
+            .poll_timeout()
+            .expect("a direct path keeps a keepalive timer");
+        assert!(
+            at > now,
+            "timer {:?} is before now {:?}",
+            at - start,
+            now - start
+        );
     }
 }
 

@@ -54,6 +54,14 @@ pub enum Command {
     },
     /// A control request answered with JSON.
     Control { op: ControlOp, reply: Reply<Value> },
+    /// Publish an event from the daemon itself (bridges such as the inbound webhook receiver)
+    /// to its own broker. The reply is the event's sequence number, sent once the event is as
+    /// durable as the daemon's event log makes it (see `driver::eventlog`).
+    PublishDurable {
+        topic: String,
+        payload: Vec<u8>,
+        reply: Reply<u64>,
+    },
     /// Stop the daemon.
     Shutdown,
 }

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 pub mod commands;
 mod control;
+mod eventlog;
 mod registry_io;
 mod sessions;
 mod trust;

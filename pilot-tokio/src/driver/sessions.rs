@@ -163,6 +163,11 @@ impl Driver {
                 let _ = reply.send(result.map_err(|e| error_text(&e)));
             }
             Command::Control { op, reply } => self.control_op(op, reply),
+            Command::PublishDurable {
+                topic,
+                payload,
+                reply,
+            } => self.publish_durable(&topic, &payload, reply),
             Command::Shutdown => {}
         }
     }
