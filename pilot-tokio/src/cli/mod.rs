@@ -12,6 +12,7 @@ mod control;
 mod daemon_cmd;
 mod net;
 pub mod output;
+mod webhook;
 
 use output::{CliError, Out};
 
@@ -135,13 +136,13 @@ enum Command {
         /// The network id.
         network: u16,
     },
-    /// Send webhook notifications to a URL (not available in this build yet).
-    SetWebhook {
-        /// http:// or https:// URL.
-        url: String,
-    },
-    /// Stop webhook notifications (not available in this build yet).
-    ClearWebhook,
+    /// Receive provider webhooks as events (`set-webhook <url>`) and/or POST events out
+    /// (`--outbound <url>`), signed and retried.
+    SetWebhook(webhook::SetWebhookArgs),
+    /// Stop the webhook receiver and/or outbound delivery (both by default).
+    ClearWebhook(webhook::ClearWebhookArgs),
+    /// Show the webhook configuration and counters (received, duplicates, rejected, delivered).
+    WebhookStatus,
 }
 
 /// Runs `pilotctl` with the process arguments and returns the exit code.
@@ -254,6 +255,9 @@ async fn run(cli: Cli, out: Out) -> Result<(), CliError> {
         Command::Listen(args) => net::listen(&ctx, args).await,
         Command::Subscribe(args) => net::subscribe(&ctx, args).await,
         Command::Publish(args) => net::publish(&ctx, args).await,
+        Command::SetWebhook(args) => webhook::set(&ctx, args).await,
+        Command::ClearWebhook(args) => webhook::clear(&ctx, args).await,
+        Command::WebhookStatus => webhook::status(&ctx).await,
         other => control::run(&ctx, other).await,
     }
 }

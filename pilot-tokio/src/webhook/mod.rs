@@ -24,6 +24,7 @@
 //! - The receiver serves plain HTTP only (see [`inbound`]).
 
 pub mod dedupe;
+pub mod host;
 pub mod inbound;
 pub mod outbound;
 pub mod ratelimit;

@@ -1,22 +1,26 @@
 //! The outbound feed: an in-daemon subscriber to every (non-system) topic on the local broker
-//! that hands each logged event to the outbound queue, resuming after a restart from a
-//! persisted cursor with `since`, so no event logged while the daemon was down is skipped.
+//! that hands each event to the outbound queue, resuming after a restart from a persisted
+//! cursor, so no event retained while the daemon was down or the receiver was failing is
+//! skipped.
 //!
-//! It connects over the daemon's own IPC socket like any client, speaks the extended event
-//! protocol (`pilot_proto::pubsub::client::ClientSession`), subscribes to `>` with
-//! `since = cursor + 1` (or from the broker head on first use), and for each event: enqueue
-//! (fsynced) and then advance the cursor (saved after each batch). An overflow gap (the queue
-//! was slow) reconnects and replays from the cursor; an expired gap (retention evicted events
-//! before they were forwarded) is counted in `missed`.
+//! It connects over the daemon's own IPC socket like any client and speaks the extended event
+//! protocol (`pilot_proto::pubsub::client::ClientSession`): hello, then (knowing the broker's
+//! head from the welcome) a subscribe to `>` with `since = cursor + 1`, or live from the head
+//! on first use. For each event: enqueue (fsynced by the queue), then advance the cursor, which
+//! is saved after each batch. An overflow gap (the queue was slow) reconnects and replays from
+//! the cursor; an expired gap (retention evicted events before they were forwarded) is counted
+//! in `missed`.
 //!
 //! # Limitations
 //!
 //! - A crash between an enqueue and the cursor save re-enqueues that event after the restart,
 //!   under a new `webhook-id`: outbound delivery is at least once across crashes.
 //! - System topics (`$...`) are not forwarded: the `>` filter never matches them.
+//! - A broker whose head is behind the saved cursor has lost its log (an in-memory log after a
+//!   restart); the feed then replays everything it still retains, from sequence 1.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pilot_proto::pubsub::client::{ClientSession, SubscribeOptions};
@@ -24,6 +28,7 @@ use pilot_proto::pubsub::codec::{Delivery, GapNotice, GapReason, ServerMessage};
 use pilot_proto::pubsub::{Seq, TopicFilter};
 use serde_json::json;
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::watch;
 
 use super::store::Store;
 use crate::client::{Client, Conn};
@@ -35,6 +40,8 @@ use crate::webhook::outbound::{EnqueueError, OutboundEvent, OutboundHandle};
 const RECONNECT: Duration = Duration::from_millis(500);
 /// Wait before retrying an enqueue the full queue refused.
 const QUEUE_FULL_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait for the broker's welcome and subscription acknowledgement.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// What `pilotctl webhook-status` shows about the feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -51,8 +58,8 @@ pub struct FeedStats {
     pub last_error: Option<String>,
 }
 
-/// Shared view of the feed's stats.
-pub type SharedFeedStats = Arc<Mutex<FeedStats>>;
+/// Shared, observable view of the feed's stats (the host waits on it for the first connect).
+pub type SharedFeedStats = Arc<watch::Sender<FeedStats>>;
 
 /// The feed's fixed inputs.
 #[derive(Debug, Clone)]
@@ -68,13 +75,22 @@ pub struct Feed {
 }
 
 fn update(stats: &SharedFeedStats, f: impl FnOnce(&mut FeedStats)) {
-    f(&mut stats.lock().unwrap_or_else(PoisonError::into_inner));
+    stats.send_modify(f);
 }
 
 /// Why a session ended (always followed by a reconnect).
 enum End {
     Error(String),
     Replay,
+}
+
+/// One open connection to the broker.
+struct Link {
+    conn: Conn,
+    session: ClientSession,
+    node: u32,
+    buf: Vec<u8>,
+    _client: Client,
 }
 
 impl Feed {
@@ -90,7 +106,7 @@ impl Feed {
             };
             update(&self.stats, |s| {
                 s.connected = false;
-                s.last_error = text.clone();
+                s.last_error.clone_from(&text);
             });
             if let Some(text) = text {
                 tracing::debug!(error = %text, "outbound webhook feed disconnected");
@@ -100,57 +116,63 @@ impl Feed {
     }
 
     async fn session(&self, cursor: &mut Option<u64>) -> End {
-        let (client, conn, node) = match connect(&self.socket).await {
-            Ok(parts) => parts,
-            Err(text) => return End::Error(text),
+        let subscribed = tokio::time::timeout(HANDSHAKE, self.subscribe(cursor)).await;
+        let mut link = match subscribed {
+            Ok(Ok(link)) => link,
+            Ok(Err(text)) => return End::Error(text),
+            Err(_) => return End::Error("the broker did not answer the subscription".into()),
         };
-        let mut session = ClientSession::new();
-        let Ok(filter) = TopicFilter::parse(">") else {
-            return End::Error("the `>` filter does not parse".into());
+        update(&self.stats, |s| {
+            s.connected = true;
+            s.connects += 1;
+            s.cursor = *cursor;
+            s.last_error = None;
+        });
+        self.forward(&mut link, cursor).await
+    }
+
+    /// Connects, learns the broker's head and subscribes from the right place.
+    async fn subscribe(&self, cursor: &mut Option<u64>) -> Result<Link, String> {
+        let mut link = connect(&self.socket).await?;
+        let hello = link.session.hello();
+        link.conn.send_all(&hello).await.map_err(|e| e.to_string())?;
+        let head = link
+            .expect(|m| match m {
+                ServerMessage::Welcome { head, .. } => Some(head.0),
+                _ => None,
+            })
+            .await?;
+
+        let since = match *cursor {
+            None => {
+                *cursor = Some(head);
+                None
+            }
+            Some(c) if c > head => {
+                tracing::warn!(cursor = c, head, "event log behind the outbound cursor; replaying");
+                *cursor = Some(0);
+                Some(Seq(1))
+            }
+            Some(c) => Some(Seq(c).next()),
         };
-        let since = cursor.map(|c| Seq(c).next());
+        let filter = TopicFilter::parse(">").map_err(|e| e.to_string())?;
         let options = SubscribeOptions {
             since,
             ..SubscribeOptions::default()
         };
-        let (_, subscribe) = session.subscribe(filter, options);
-        let hello = session.hello();
-        for frame in [hello, subscribe] {
-            if let Err(e) = conn.send_all(&frame).await {
-                return End::Error(e.to_string());
-            }
-        }
-        update(&self.stats, |s| {
-            s.connected = true;
-            s.connects += 1;
-            s.last_error = None;
-        });
-        let end = self.forward(conn, session, node, cursor).await;
-        drop(client);
-        end
+        let (_, frame) = link.session.subscribe(filter, options);
+        link.conn.send_all(&frame).await.map_err(|e| e.to_string())?;
+        link.expect(|m| matches!(m, ServerMessage::SubAck { .. }).then_some(()))
+            .await?;
+        Ok(link)
     }
 
-    async fn forward(
-        &self,
-        mut conn: Conn,
-        mut session: ClientSession,
-        node: u32,
-        cursor: &mut Option<u64>,
-    ) -> End {
-        let mut buf = vec![0u8; 64 * 1024];
+    async fn forward(&self, link: &mut Link, cursor: &mut Option<u64>) -> End {
         loop {
-            let n = match conn.read(&mut buf).await {
-                Ok(0) => return End::Error("the broker closed the feed".into()),
-                Ok(n) => n,
-                Err(e) => return End::Error(e.to_string()),
-            };
-            if let Err(e) = session.handle_bytes(&buf[..n]) {
-                return End::Error(e.to_string());
-            }
             let before = *cursor;
             let mut end = None;
-            while let Some(message) = session.poll_message() {
-                end = self.on_message(message, node, cursor).await;
+            while let Some(message) = link.session.poll_message() {
+                end = self.on_message(message, link.node, cursor).await;
                 if end.is_some() {
                     break;
                 }
@@ -158,6 +180,9 @@ impl Feed {
             self.save(before, *cursor).await;
             if let Some(end) = end {
                 return end;
+            }
+            if let Err(text) = link.read().await {
+                return End::Error(text);
             }
         }
     }
@@ -169,12 +194,8 @@ impl Feed {
         cursor: &mut Option<u64>,
     ) -> Option<End> {
         match message {
-            ServerMessage::Welcome { head, .. } if cursor.is_none() => {
-                *cursor = Some(head.0);
-                None
-            }
             ServerMessage::Event(delivery) => self.on_event(delivery, node, cursor).await,
-            ServerMessage::Gap(gap) => self.on_gap(gap, cursor),
+            ServerMessage::Gap(gap) => self.on_gap(&gap, cursor),
             ServerMessage::Error { message, .. } => Some(End::Error(message)),
             _ => None,
         }
@@ -193,13 +214,13 @@ impl Feed {
         let data = json!({"topic": delivery.topic.as_str(), "seq": seq});
         let event =
             OutboundEvent::with_payload("pubsub.published", node, data, &delivery.payload);
-        // Bounded only by the sender's own limits: a full queue waits for deliveries.
+        // A full queue waits for deliveries; the broker buffers (or reports a gap) meanwhile.
         loop {
             match self.sender.enqueue(&event).await {
                 Ok(_) => break,
                 Err(EnqueueError::Full(_)) => tokio::time::sleep(QUEUE_FULL_RETRY).await,
                 Err(err) => {
-                    // Counted by the sender as `refused`; the event cannot ever be queued.
+                    // Counted by the sender as `refused`; this event can never be queued.
                     tracing::warn!(%err, seq, "event not queued for outbound delivery");
                     break;
                 }
@@ -209,7 +230,7 @@ impl Feed {
         None
     }
 
-    fn on_gap(&self, gap: GapNotice, cursor: &mut Option<u64>) -> Option<End> {
+    fn on_gap(&self, gap: &GapNotice, cursor: &mut Option<u64>) -> Option<End> {
         match gap.reason {
             GapReason::Expired => {
                 tracing::warn!(from = gap.from.0, to = gap.to.0, "outbound feed missed events");
@@ -234,8 +255,38 @@ impl Feed {
     }
 }
 
+impl Link {
+    /// Reads once from the broker into the session.
+    async fn read(&mut self) -> Result<(), String> {
+        let n = match self.conn.read(&mut self.buf).await {
+            Ok(0) => return Err("the broker closed the feed".into()),
+            Ok(n) => n,
+            Err(e) => return Err(e.to_string()),
+        };
+        self.session
+            .handle_bytes(&self.buf[..n])
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits for the first message `pick` accepts; messages before it are dropped (nothing
+    /// but control messages can come before the subscription is acknowledged).
+    async fn expect<T>(&mut self, pick: impl Fn(&ServerMessage) -> Option<T>) -> Result<T, String> {
+        loop {
+            while let Some(message) = self.session.poll_message() {
+                if let ServerMessage::Error { message, .. } = &message {
+                    return Err(message.clone());
+                }
+                if let Some(found) = pick(&message) {
+                    return Ok(found);
+                }
+            }
+            self.read().await?;
+        }
+    }
+}
+
 /// Connects to the daemon, waits for the node's address and opens a stream to its broker.
-async fn connect(socket: &PathBuf) -> Result<(Client, Conn, u32), String> {
+async fn connect(socket: &PathBuf) -> Result<Link, String> {
     let client = Client::connect(socket).await.map_err(|e| e.to_string())?;
     let addr = client.address().await.map_err(|e| e.to_string())?;
     if addr.node == 0 {
@@ -246,5 +297,11 @@ async fn connect(socket: &PathBuf) -> Result<(Client, Conn, u32), String> {
         port: PORT_EVENTS,
     };
     let conn = client.dial(remote).await.map_err(|e| e.to_string())?;
-    Ok((client, conn, addr.node))
+    Ok(Link {
+        conn,
+        session: ClientSession::new(),
+        node: addr.node,
+        buf: vec![0u8; 64 * 1024],
+        _client: client,
+    })
 }

@@ -68,7 +68,9 @@ pub struct InboundSpec {
 pub struct OutboundSpec {
     /// Where events are POSTed.
     pub url: String,
-    /// Standard Webhooks signing secret (`whsec_...`).
+    /// Standard Webhooks signing secret (`whsec_...`). Empty in a `pilotctl` request: keep
+    /// the current one or generate one.
+    #[serde(default)]
     pub secret: String,
     /// First retry delay in milliseconds (default 5 s).
     #[serde(default)]
