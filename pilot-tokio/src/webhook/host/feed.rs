@@ -27,7 +27,7 @@ use pilot_proto::pubsub::client::{ClientSession, SubscribeOptions};
 use pilot_proto::pubsub::codec::{Delivery, GapNotice, GapReason, ServerMessage};
 use pilot_proto::pubsub::{Seq, TopicFilter};
 use serde_json::json;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::watch;
 
 use super::store::Store;
@@ -133,15 +133,9 @@ impl Feed {
 
     /// Connects, learns the broker's head and subscribes from the right place.
     async fn subscribe(&self, cursor: &mut Option<u64>) -> Result<Link, String> {
-        let mut link = connect(&self.socket).await?;
-        let hello = link.session.hello();
-        link.conn.send_all(&hello).await.map_err(|e| e.to_string())?;
-        let head = link
-            .expect(|m| match m {
-                ServerMessage::Welcome { head, .. } => Some(head.0),
-                _ => None,
-            })
-            .await?;
+        // The node has an address only once registered, and the broker's log is restored
+        // before that is visible, so `head` is the restored head.
+        let (mut link, head) = hello(&self.socket).await?;
 
         let since = match *cursor {
             None => {
@@ -161,7 +155,7 @@ impl Feed {
             ..SubscribeOptions::default()
         };
         let (_, frame) = link.session.subscribe(filter, options);
-        link.conn.send_all(&frame).await.map_err(|e| e.to_string())?;
+        link.send(&frame).await?;
         link.expect(|m| matches!(m, ServerMessage::SubAck { .. }).then_some(()))
             .await?;
         Ok(link)
@@ -256,6 +250,13 @@ impl Feed {
 }
 
 impl Link {
+    /// Writes one frame and waits until the daemon accepted it (through `&mut`: a `Conn` is
+    /// not `Sync`, and this future must be `Send`).
+    async fn send(&mut self, frame: &[u8]) -> Result<(), String> {
+        self.conn.write_all(frame).await.map_err(|e| e.to_string())?;
+        self.conn.flush().await.map_err(|e| e.to_string())
+    }
+
     /// Reads once from the broker into the session.
     async fn read(&mut self) -> Result<(), String> {
         let n = match self.conn.read(&mut self.buf).await {
@@ -283,6 +284,20 @@ impl Link {
             self.read().await?;
         }
     }
+}
+
+/// Connects and says hello; returns the link and the broker's head.
+async fn hello(socket: &PathBuf) -> Result<(Link, u64), String> {
+    let mut link = connect(socket).await?;
+    let hello = link.session.hello();
+    link.send(&hello).await?;
+    let head = link
+        .expect(|m| match m {
+            ServerMessage::Welcome { head, .. } => Some(head.0),
+            _ => None,
+        })
+        .await?;
+    Ok((link, head))
 }
 
 /// Connects to the daemon, waits for the node's address and opens a stream to its broker.
