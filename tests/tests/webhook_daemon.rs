@@ -221,6 +221,19 @@ fn payloads(seen: &[Seen]) -> Vec<String> {
         .collect()
 }
 
+/// Polls `webhook-status` until the outbound counters satisfy `done` (bounded by [`WAIT`]).
+fn outbound_stats_when(node: &TestNode, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = node.json_ok(&["webhook-status"])["outbound"]["stats"].clone();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "outbound counters stuck at {stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn set_outbound(node: &TestNode, addr: SocketAddr) -> Value {
     let url = format!("http://{addr}/out");
     node.json_ok(&[
@@ -251,8 +264,8 @@ fn outbound_delivers_every_event_signed_despite_failures() {
     let expected: Vec<String> = (0..3).map(|i| format!(r#"jobs.done={{"job":{i}}}"#)).collect();
     assert_eq!(payloads(&got), expected, "in order, each once");
 
-    let out = node.json_ok(&["webhook-status"])["outbound"]["stats"].clone();
-    assert_eq!(out["delivered"], 3, "{out}");
+    // The receiver answers before the sender counts; wait (bounded) for the count.
+    let out = outbound_stats_when(&node, |s| s["delivered"] == 3);
     assert!(out["retries"].as_u64() >= Some(2), "{out}");
     assert_eq!(out["failed"], 0, "{out}");
     node.stop();
