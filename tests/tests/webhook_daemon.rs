@@ -123,7 +123,10 @@ fn signed_posts_reach_a_subscriber_once_and_forgeries_are_refused() {
     }
     // A provider retry of msg_1 (new timestamp and signature) is answered 200, not published.
     let (code, text) = post(&format!("{url}/orders"), "msg_1", r#"{"order":1}"#, SECRET);
-    assert_eq!((code, text.as_str()), (200, "duplicate delivery; already accepted\n"));
+    assert_eq!(
+        (code, text.as_str()),
+        (200, "duplicate delivery; already accepted\n")
+    );
     let forged = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let (code, _) = post(&format!("{url}/orders"), "msg_9", r#"{"order":9}"#, forged);
     assert_eq!(code, 401);
@@ -158,8 +161,13 @@ struct Receiver {
 
 async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let secret = Secret::from_standard(OUT_SECRET).unwrap();
-    let checked =
-        verify::verify_standard(&[secret], &headers, &body, unix_now(), verify::DEFAULT_TOLERANCE);
+    let checked = verify::verify_standard(
+        &[secret],
+        &headers,
+        &body,
+        unix_now(),
+        verify::DEFAULT_TOLERANCE,
+    );
     let status = if rx.count.fetch_add(1, Ordering::SeqCst) < rx.fail_first {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -179,7 +187,10 @@ async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Byte
     status
 }
 
-fn start_receiver(rt: &tokio::runtime::Runtime, fail_first: u32) -> (SocketAddr, mpsc::Receiver<Seen>) {
+fn start_receiver(
+    rt: &tokio::runtime::Runtime,
+    fail_first: u32,
+) -> (SocketAddr, mpsc::Receiver<Seen>) {
     let (seen, seen_rx) = mpsc::channel();
     let state = Arc::new(Receiver {
         fail_first,
@@ -189,7 +200,9 @@ fn start_receiver(rt: &tokio::runtime::Runtime, fail_first: u32) -> (SocketAddr,
     let app = Router::new()
         .route("/out", axum::routing::post(receive))
         .with_state(state);
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, seen_rx)
@@ -202,7 +215,9 @@ fn delivered(seen: &mpsc::Receiver<Seen>, count: usize) -> Vec<Seen> {
     let mut ok: Vec<Seen> = Vec::new();
     while ok.len() < count {
         let left = deadline.saturating_duration_since(Instant::now());
-        let one = seen.recv_timeout(left).expect("a delivery before the deadline");
+        let one = seen
+            .recv_timeout(left)
+            .expect("a delivery before the deadline");
         assert!(one.verified, "every attempt is signed: {one:?}");
         if one.status == 200 && !ok.iter().any(|s| s.id == one.id) {
             ok.push(one);
@@ -229,7 +244,10 @@ fn outbound_stats_when(node: &TestNode, done: impl Fn(&Value) -> bool) -> Value 
         if done(&stats) {
             return stats;
         }
-        assert!(Instant::now() < deadline, "outbound counters stuck at {stats}");
+        assert!(
+            Instant::now() < deadline,
+            "outbound counters stuck at {stats}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -261,7 +279,9 @@ fn outbound_delivers_every_event_signed_despite_failures() {
         node.json_ok(&["publish", "jobs.done", &format!(r#"{{"job":{i}}}"#)]);
     }
     let got = delivered(&seen, 3);
-    let expected: Vec<String> = (0..3).map(|i| format!(r#"jobs.done={{"job":{i}}}"#)).collect();
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!(r#"jobs.done={{"job":{i}}}"#))
+        .collect();
     assert_eq!(payloads(&got), expected, "in order, each once");
 
     // The receiver answers before the sender counts; wait (bounded) for the count.
@@ -294,7 +314,10 @@ fn configuration_and_delivery_ids_survive_a_restart() {
 
     // The retry of a delivery accepted before the restart is still a duplicate.
     let (code, text) = post(&url, "msg_before", r#"{"n":1}"#, SECRET);
-    assert_eq!((code, text.as_str()), (200, "duplicate delivery; already accepted\n"));
+    assert_eq!(
+        (code, text.as_str()),
+        (200, "duplicate delivery; already accepted\n")
+    );
     let (code, text) = post(&url, "msg_after", r#"{"n":2}"#, SECRET);
     assert_eq!(code, 200, "{text}");
     let after = delivered(&seen, 1);
@@ -305,6 +328,9 @@ fn configuration_and_delivery_ids_survive_a_restart() {
     node.stop();
     node.start();
     let status = node.json_ok(&["webhook-status"]);
-    assert!(status["inbound"].is_null() && status["outbound"].is_null(), "{status}");
+    assert!(
+        status["inbound"].is_null() && status["outbound"].is_null(),
+        "{status}"
+    );
     node.stop();
 }

@@ -91,8 +91,10 @@ pub(super) async fn set(ctx: &Ctx, args: SetWebhookArgs) -> Result<(), CliError>
 
 fn set_request(args: SetWebhookArgs) -> Result<HostRequest, CliError> {
     if args.url.is_none() && args.outbound.is_none() {
-        return Err(CliError::invalid("give an inbound url, --outbound <url>, or both")
-            .hint("pilotctl set-webhook http://127.0.0.1:8080/events --secret whsec_..."));
+        return Err(
+            CliError::invalid("give an inbound url, --outbound <url>, or both")
+                .hint("pilotctl set-webhook http://127.0.0.1:8080/events --secret whsec_..."),
+        );
     }
     let inbound = match args.url {
         Some(url) => Some(inbound_spec(url, args.secrets, args.scheme, args.topic)?),
@@ -213,6 +215,9 @@ fn counters(stats: &Value) -> String {
     let Some(map) = stats.as_object() else {
         return "-".to_owned();
     };
-    let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+    let parts: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect();
     parts.join(" ")
 }

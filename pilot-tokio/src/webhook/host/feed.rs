@@ -143,7 +143,11 @@ impl Feed {
                 None
             }
             Some(c) if c > head => {
-                tracing::warn!(cursor = c, head, "event log behind the outbound cursor; replaying");
+                tracing::warn!(
+                    cursor = c,
+                    head,
+                    "event log behind the outbound cursor; replaying"
+                );
                 *cursor = Some(0);
                 Some(Seq(1))
             }
@@ -206,8 +210,7 @@ impl Feed {
             return None;
         }
         let data = json!({"topic": delivery.topic.as_str(), "seq": seq});
-        let event =
-            OutboundEvent::with_payload("pubsub.published", node, data, &delivery.payload);
+        let event = OutboundEvent::with_payload("pubsub.published", node, data, &delivery.payload);
         // A full queue waits for deliveries; the broker buffers (or reports a gap) meanwhile.
         loop {
             match self.sender.enqueue(&event).await {
@@ -227,7 +230,11 @@ impl Feed {
     fn on_gap(&self, gap: &GapNotice, cursor: &mut Option<u64>) -> Option<End> {
         match gap.reason {
             GapReason::Expired => {
-                tracing::warn!(from = gap.from.0, to = gap.to.0, "outbound feed missed events");
+                tracing::warn!(
+                    from = gap.from.0,
+                    to = gap.to.0,
+                    "outbound feed missed events"
+                );
                 update(&self.stats, |s| s.missed += gap.missed);
                 *cursor = Some(cursor.map_or(gap.to.0, |c| c.max(gap.to.0)));
                 None
@@ -253,7 +260,10 @@ impl Link {
     /// Writes one frame and waits until the daemon accepted it (through `&mut`: a `Conn` is
     /// not `Sync`, and this future must be `Send`).
     async fn send(&mut self, frame: &[u8]) -> Result<(), String> {
-        self.conn.write_all(frame).await.map_err(|e| e.to_string())?;
+        self.conn
+            .write_all(frame)
+            .await
+            .map_err(|e| e.to_string())?;
         self.conn.flush().await.map_err(|e| e.to_string())
     }
 

@@ -41,7 +41,7 @@ pub use ipc::HostRequest;
 
 use self::feed::{Feed, FeedStats, SharedFeedStats};
 use self::publish::DriverSink;
-use self::store::{InboundSpec, OutboundSpec, StoredConfig, Store};
+use self::store::{InboundSpec, OutboundSpec, Store, StoredConfig};
 use crate::driver::commands::Command;
 use crate::webhook::verify::Secret;
 use crate::webhook::{InboundHandle, OutboundHandle, dedupe, inbound, outbound};

@@ -137,8 +137,7 @@ impl Store {
     /// Saves the outbound cursor atomically.
     pub fn save_cursor(&self, seq: u64) -> Result<(), String> {
         let path = self.dir.join("outbound.cursor");
-        identity_file::write_atomic(&path, format!("{seq}\n").as_bytes())
-            .map_err(|e| e.to_string())
+        identity_file::write_atomic(&path, format!("{seq}\n").as_bytes()).map_err(|e| e.to_string())
     }
 
     /// Forgets the outbound cursor (a new target starts from "now").
@@ -237,7 +236,9 @@ mod tests {
         let store = Store::new(home.path());
         let journal = store.open_journal(1_000_000, DAY).unwrap();
         assert!(journal.remembered.is_empty());
-        journal.append("events", "old", 1, 1_000_000 - 2 * 86_400).unwrap();
+        journal
+            .append("events", "old", 1, 1_000_000 - 2 * 86_400)
+            .unwrap();
         journal.append("events", "msg_1", 2, 1_000_000).unwrap();
         journal.append("github", "msg_1", 3, 1_000_000).unwrap();
         drop(journal);
