@@ -47,16 +47,11 @@ pub(super) async fn resolve_target(
 
 pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
     let out = ctx.out;
-    match command {
-        Command::Join { network } => {
-            return Err(CliError::new(
-                "unavailable",
-                format!(
-                    "cannot join network {network}: networks are not supported by this daemon yet"
-                ),
-            ));
-        }
-        _ => {}
+    if let Command::Join { network } = command {
+        return Err(CliError::new(
+            "unavailable",
+            format!("cannot join network {network}: networks are not supported by this daemon yet"),
+        ));
     }
     let client = ctx.client().await?;
     match command {
