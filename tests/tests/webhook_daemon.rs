@@ -154,13 +154,14 @@ struct Seen {
 
 /// Answers 500 to the first `fail_first` requests, 200 after; reports each request.
 struct Receiver {
+    secret: String,
     fail_first: u32,
     count: AtomicU32,
     seen: mpsc::Sender<Seen>,
 }
 
 async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let secret = Secret::from_standard(OUT_SECRET).unwrap();
+    let secret = Secret::from_standard(&rx.secret).unwrap();
     let checked = verify::verify_standard(
         &[secret],
         &headers,
@@ -190,9 +191,11 @@ async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Byte
 fn start_receiver(
     rt: &tokio::runtime::Runtime,
     fail_first: u32,
+    secret: &str,
 ) -> (SocketAddr, mpsc::Receiver<Seen>) {
     let (seen, seen_rx) = mpsc::channel();
     let state = Arc::new(Receiver {
+        secret: secret.to_owned(),
         fail_first,
         count: AtomicU32::new(0),
         seen,
@@ -268,7 +271,7 @@ fn set_outbound(node: &TestNode, addr: SocketAddr) -> Value {
 #[test]
 fn outbound_delivers_every_event_signed_despite_failures() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (addr, seen) = start_receiver(&rt, 2);
+    let (addr, seen) = start_receiver(&rt, 2, OUT_SECRET);
     let mut node = TestNode::new();
     node.start();
     let status = set_outbound(&node, addr);
@@ -294,7 +297,7 @@ fn outbound_delivers_every_event_signed_despite_failures() {
 #[test]
 fn configuration_and_delivery_ids_survive_a_restart() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (addr, seen) = start_receiver(&rt, 0);
+    let (addr, seen) = start_receiver(&rt, 0, OUT_SECRET);
     let mut node = TestNode::new();
     node.start();
     let url = format!("http://127.0.0.1:{}/hooks", free_port());
@@ -332,5 +335,42 @@ fn configuration_and_delivery_ids_survive_a_restart() {
         status["inbound"].is_null() && status["outbound"].is_null(),
         "{status}"
     );
+    node.stop();
+}
+
+#[test]
+fn v05_set_webhook_sets_only_the_outbound_url_with_a_generated_secret() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut node = TestNode::new();
+    node.start();
+    let socket = node.dir().join("pilot.sock");
+    let client = rt.block_on(pilot_tokio::Client::connect(&socket)).unwrap();
+    let reply = rt
+        .block_on(client.set_webhook("http://127.0.0.1:9/unused"))
+        .unwrap();
+    let secret = reply["generated_secret"]
+        .as_str()
+        .expect("a generated secret")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"), "{reply}");
+
+    // The receiver comes later (its port is only known now); the secret is kept.
+    let (addr, seen) = start_receiver(&rt, 0, &secret);
+    let url = format!("http://{addr}/out");
+    let reply = rt.block_on(client.set_webhook(&url)).unwrap();
+    assert_eq!(reply["webhook"], url.as_str());
+    assert!(reply.get("generated_secret").is_none(), "{reply}");
+    let status = node.json_ok(&["webhook-status"]);
+    assert!(status["inbound"].is_null(), "{status}");
+    assert_eq!(status["outbound"]["url"], url.as_str());
+
+    node.json_ok(&["publish", "v05.event", "{\"ok\":true}"]);
+    let got = delivered(&seen, 1);
+    assert_eq!(payloads(&got), [r#"v05.event={"ok":true}"#]);
+
+    let reply = rt.block_on(client.set_webhook("")).unwrap();
+    assert_eq!(reply["webhook"], "");
+    assert!(node.json_ok(&["webhook-status"])["outbound"].is_null());
+    drop(client);
     node.stop();
 }
