@@ -16,8 +16,9 @@
 //! - A crash between an enqueue and the cursor save re-enqueues that event after the restart,
 //!   under a new `webhook-id`: outbound delivery is at least once across crashes.
 //! - System topics (`$...`) are not forwarded: the `>` filter never matches them.
-//! - A broker whose head is behind the saved cursor has lost its log (an in-memory log after a
-//!   restart); the feed then replays everything it still retains, from sequence 1.
+//! - Without a persistent event log (`<home>/events.log`), the cursor is not trusted across a
+//!   daemon restart: the feed starts from sequence 1 of the new, empty log. A broker whose head
+//!   is behind the saved cursor has lost its log; the feed then also replays from sequence 1.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub struct Feed {
     pub sender: Arc<OutboundHandle>,
     /// Stats for `pilotctl`.
     pub stats: SharedFeedStats,
+    /// The daemon has just started (not a `set-webhook` while it runs).
+    pub restart: bool,
 }
 
 fn update(stats: &SharedFeedStats, f: impl FnOnce(&mut FeedStats)) {
@@ -97,6 +100,12 @@ impl Feed {
     /// Runs until aborted: connect, forward, reconnect.
     pub async fn run(self) {
         let mut cursor = self.store.load_cursor();
+        if self.restart && cursor.is_some() && !self.store.event_log_persists() {
+            // Limitation: without `<home>/events.log` the broker's log starts empty with the
+            // daemon and its sequence numbers start over, so the saved cursor means nothing:
+            // every event it holds is new, from sequence 1.
+            cursor = Some(0);
+        }
         update(&self.stats, |s| s.cursor = cursor);
         loop {
             let end = self.session(&mut cursor).await;

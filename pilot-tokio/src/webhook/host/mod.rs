@@ -165,7 +165,7 @@ impl Host {
             self.config.inbound = Some(spec);
         }
         if let Some(spec) = config.outbound {
-            match self.launch_outbound(&spec).await {
+            match self.launch_outbound(&spec, true).await {
                 Ok(running) => self.outbound = Some(running),
                 Err(err) => {
                     tracing::warn!(%err, "outbound webhooks not restored");
@@ -264,7 +264,7 @@ impl Host {
             // A new target starts from "now", not from where the old one stopped.
             self.store.clear_cursor();
         }
-        let running = self.launch_outbound(&spec).await?;
+        let running = self.launch_outbound(&spec, false).await?;
         let ready = running.stats.subscribe();
         self.outbound = Some(running);
         self.outbound_error = None;
@@ -310,7 +310,12 @@ impl Host {
             .map_err(|e| e.to_string())
     }
 
-    async fn launch_outbound(&self, spec: &OutboundSpec) -> Result<Outbound, String> {
+    /// Starts the sender and its feed; `restart` is true when the daemon itself just started.
+    async fn launch_outbound(
+        &self,
+        spec: &OutboundSpec,
+        restart: bool,
+    ) -> Result<Outbound, String> {
         let config = spec::outbound_config(spec, self.store.queue_dir())?;
         let sender = outbound::start(config).await.map_err(|e| e.to_string())?;
         let sender = Arc::new(sender);
@@ -320,6 +325,7 @@ impl Host {
             store: self.store.clone(),
             sender: sender.clone(),
             stats: stats.clone(),
+            restart,
         };
         tracing::info!("outbound webhooks started");
         Ok(Outbound {

@@ -105,6 +105,14 @@ impl Store {
         }
     }
 
+    /// Whether the daemon keeps its broker log on disk (`<home>/events.log`), so that broker
+    /// sequence numbers (and the outbound cursor) carry over a restart.
+    pub fn event_log_persists(&self) -> bool {
+        self.dir
+            .parent()
+            .is_some_and(|home| home.join("events.log").exists())
+    }
+
     /// The outbound queue directory.
     pub fn queue_dir(&self) -> PathBuf {
         self.dir.join("outbound-queue")
