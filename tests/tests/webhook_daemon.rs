@@ -374,3 +374,43 @@ fn v05_set_webhook_sets_only_the_outbound_url_with_a_generated_secret() {
     drop(client);
     node.stop();
 }
+
+#[test]
+fn malformed_webhook_requests_get_an_error_and_the_session_carries_on() {
+    use pilot_tokio::shim::ipc::Message;
+    use pilot_tokio::webhook::host::ipc::{WEBHOOK, WEBHOOK_OK};
+
+    let request = |json: &[u8]| [&[WEBHOOK][..], json].concat();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut node = TestNode::new();
+    node.start();
+    let socket = node.dir().join("pilot.sock");
+    let client = rt.block_on(pilot_tokio::Client::connect(&socket)).unwrap();
+    let bad: [&[u8]; 5] = [
+        b"",
+        &[0xff, 0x00],
+        br#"{"op":"explode"}"#,
+        br#"{"op":"set"}"#,
+        br#"{"op":"set","inbound":{"url":"http://127.0.0.1:1/x","secrets":["not base64!"]}}"#,
+    ];
+    for json in bad {
+        let reply = rt.block_on(client.request(request(json))).unwrap();
+        assert!(
+            matches!(Message::decode(&reply), Ok(Message::Error { .. })),
+            "{json:?} answered {reply:?}"
+        );
+    }
+
+    let reply = rt
+        .block_on(client.request(request(br#"{"op":"status"}"#)))
+        .unwrap();
+    assert_eq!(
+        reply.first(),
+        Some(&WEBHOOK_OK),
+        "the session still answers"
+    );
+    let status: Value = serde_json::from_slice(&reply[1..]).unwrap();
+    assert!(status["inbound"].is_null() && status["outbound"].is_null());
+    drop(client);
+    node.stop();
+}
