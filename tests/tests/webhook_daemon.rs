@@ -2,7 +2,8 @@
 //! `set-webhook` starts the inbound receiver; signed POSTs (ureq) reach a `pilotctl subscribe`
 //! exactly once, provider retries included; a bad signature is 401; `--outbound` delivers every
 //! event to a local axum receiver that fails the first attempts, each signed (verified here);
-//! the configuration and the delivery-id memory survive a daemon restart.
+//! the configuration and the delivery-id memory survive a daemon restart; the v0.5
+//! `SetWebhook` (IPC 0x1B) sets the outbound URL only; malformed `0x84` requests get an error.
 //!
 //! Needs `cargo build -p pilot-tokio --bin pilotctl` first. Every wait is bounded; nothing
 //! sleeps to synchronise.
