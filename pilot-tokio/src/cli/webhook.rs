@@ -37,7 +37,7 @@ pub(super) enum Scheme {
 /// `pilotctl set-webhook`.
 #[derive(Debug, Args)]
 pub(super) struct SetWebhookArgs {
-    /// Inbound: http://<ip or localhost>:<port>/<path> to receive provider webhooks on; each
+    /// Inbound: http://IP:PORT/PATH (IP or localhost) to receive provider webhooks on; each
     /// verified POST becomes an event (topic from the path, or --topic / --topic-header).
     url: Option<String>,
     /// Signing secret of the inbound scheme; repeat during a rotation.
