@@ -345,6 +345,7 @@ impl Host {
         {
             tracing::warn!("webhook receiver slow to stop; replacing it anyway");
         }
+        tracing::info!("webhook receiver stopped");
     }
 
     async fn stop_outbound(&mut self) {
