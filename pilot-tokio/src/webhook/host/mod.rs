@@ -205,6 +205,11 @@ impl Host {
         if let Some(spec) = &outbound {
             spec::outbound_config(spec, self.store.queue_dir())?;
         }
+        let inbound_after = inbound.as_ref().or(self.config.inbound.as_ref());
+        let outbound_after = outbound.as_ref().or(self.config.outbound.as_ref());
+        if let (Some(i), Some(o)) = (inbound_after, outbound_after) {
+            spec::refuse_loop(i, o)?;
+        }
 
         if let Some(spec) = inbound {
             self.replace_inbound(spec).await?;

@@ -78,6 +78,22 @@ pub(super) fn outbound_config(
     Ok(config)
 }
 
+/// Refuses an outbound target that is this node's own receiver: every event delivered there
+/// would be published again, and delivered again, without end.
+// Limitation: only the exact address is compared; a host name or another address of this
+// machine that reaches the receiver is not recognised.
+pub(super) fn refuse_loop(inbound: &InboundSpec, outbound: &OutboundSpec) -> Result<(), String> {
+    let receiver = parse_listen_url(&inbound.url).map(|(addr, _)| addr);
+    let target = parse_listen_url(&outbound.url).map(|(addr, _)| addr);
+    match (receiver, target) {
+        (Ok(a), Ok(b)) if a == b => Err(format!(
+            "the outbound target {} is this node's own webhook receiver; events would loop",
+            outbound.url
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +126,25 @@ mod tests {
         assert!(matches!(config.routes[0].topic, TopicRule::Header(ref h) if h == "x-event"));
         by_header.topic_header = Some("bad header".into());
         assert!(inbound_config(&by_header, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn an_outbound_target_on_the_receivers_own_address_is_refused() {
+        let inbound = spec(Provider::Unsigned, &[]);
+        let mut outbound = OutboundSpec {
+            url: "http://localhost:0/elsewhere".into(),
+            secret: String::new(),
+            retry_initial_ms: None,
+            max_attempts: None,
+        };
+        assert!(refuse_loop(&inbound, &outbound).is_err());
+        outbound.url = "http://127.0.0.1:8080/hooks".into();
+        assert!(refuse_loop(&inbound, &outbound).is_ok());
+        outbound.url = "https://127.0.0.1:0/hooks".into();
+        assert!(
+            refuse_loop(&inbound, &outbound).is_ok(),
+            "TLS is not our receiver"
+        );
     }
 
     #[test]
