@@ -269,7 +269,13 @@ impl Host {
             // A new target starts from "now", not from where the old one stopped.
             self.store.clear_cursor();
         }
-        let running = self.launch_outbound(&spec, false).await?;
+        let running = match self.launch_outbound(&spec, false).await {
+            Ok(running) => running,
+            Err(err) => {
+                self.outbound_error = Some(err.clone());
+                return Err(err);
+            }
+        };
         let ready = running.stats.subscribe();
         self.outbound = Some(running);
         self.outbound_error = None;

@@ -2,6 +2,12 @@
 //! `Command::PublishDurable` to the driver, which answers with the event's sequence number only
 //! after the event is fsynced in `<home>/events.log`. The delivery id is then journalled
 //! (fsynced) before the receiver is told to answer 2xx.
+//!
+//! # Limitations
+//!
+//! - The sink is exactly as durable as the driver's answer: while the daemon's event log is
+//!   in memory, "durable" means "sequenced by the broker", and a crash can lose an event that
+//!   was answered 2xx.
 
 use std::sync::Arc;
 
