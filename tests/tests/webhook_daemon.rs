@@ -475,7 +475,7 @@ fn replay_from_start(rt: &tokio::runtime::Runtime, node: &TestNode) -> Vec<Strin
 }
 
 #[test]
-#[ignore = "needs the durable event log (events.log, issue 7); run with --ignored once merged"]
+#[ignore = "needs the durable event log (branch eventlog, issue 7); passes once both are merged"]
 fn a_daemon_killed_mid_stream_loses_no_event_it_answered_200() {
     const POSTS: usize = 60;
     let rt = tokio::runtime::Runtime::new().unwrap();
