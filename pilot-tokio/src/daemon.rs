@@ -3,7 +3,8 @@
 //!
 //! Start-up order: state directory (0700) → identity (created atomically if missing) → embedded
 //! rendezvous when no registry is configured (loopback only) → UDP socket → IPC socket (0600) →
-//! PID file → driver and IPC server. On exit the socket and PID file are removed.
+//! PID file → driver → webhook host (restores `<home>/webhook/config.json`) → IPC server. On
+//! exit the socket and PID file are removed.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -18,6 +19,7 @@ use pilot_proto::node::NodeConfig;
 use crate::driver::{self, DriverSetup};
 use crate::identity_file;
 use crate::rendezvous::{self, RendezvousConfig};
+use crate::webhook;
 
 /// Everything the daemon needs, already resolved from flags, environment and file.
 #[derive(Debug, Clone)]
@@ -107,7 +109,8 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     };
     let (tx, rx) = mpsc::channel(1024);
     let mut driver_task = tokio::spawn(driver::run(setup, rx));
-    let server_task = tokio::spawn(crate::server::serve(listener, tx));
+    let webhooks = webhook::host::start(&paths.home, paths.socket.clone(), tx.clone()).await;
+    let server_task = tokio::spawn(crate::server::serve(listener, tx, webhooks));
     tokio::spawn(crate::dataexchange::serve(
         paths.socket.clone(),
         paths.home.clone(),

@@ -10,6 +10,7 @@
 //!   request that caused them. Tagged `Send` requests get an empty `SendOk` reply
 //!   ([`SEND_OK`]) once the node has accepted the data, which gives clients back-pressure.
 //! - [`SHUTDOWN`] asks the daemon to exit; the reply is [`SHUTDOWN_OK`] with `{"pid": n}`.
+//! - `0x84 ‖ JSON` / `0x85 ‖ JSON`: webhook host requests (`webhook::host::ipc`).
 //! - [`EXTENSION`] `0x90 ‖ JSON {"op": ..}` asks for one of this daemon's own operations
 //!   (networks); the reply is [`EXTENSION_OK`] `0x91 ‖ JSON`, or an IPC `Error`.
 
