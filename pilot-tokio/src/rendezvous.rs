@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use pilot_proto::beacon::{BeaconConfig, BeaconServer};
 use pilot_proto::registry::{ConnectionId, RegistryConfig, RegistryServer, ServerEvent};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -84,13 +85,14 @@ pub async fn start(config: &RendezvousConfig) -> Result<Rendezvous, std::io::Err
     tracing::info!(registry = %rv.registry, beacon = %rv.beacon, "rendezvous listening");
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     match TcpListener::bind(rv.beacon).await {
-        Ok(listener) => drop(tokio::spawn(beacon_stream::accept_loop(
+        Ok(listener) => drop(tokio::spawn(accept_loop(
+            Kind::Beacon,
             listener,
             tx.clone(),
         ))),
         Err(e) => tracing::warn!(addr = %rv.beacon, error = %e, "no beacon over TCP"),
     }
-    tokio::spawn(accept_loop(tcp, tx));
+    tokio::spawn(accept_loop(Kind::Registry, tcp, tx));
     let beacon = BeaconServer::new(BeaconConfig::default(), clock(), unix_now());
     tokio::spawn(core_loop(
         Core {
@@ -130,24 +132,63 @@ fn recover(path: &std::path::Path, config: RegistryConfig) -> RegistryServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>) {
+/// The two kinds of TCP connection the rendezvous accepts.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A registry client (length-prefixed JSON).
+    Registry,
+    /// A beacon stream (framed beacon datagrams).
+    Beacon,
+}
+
+impl Kind {
+    fn opened(self, id: u64, peer: SocketAddr, writer: mpsc::Sender<Vec<u8>>) -> Io {
+        match self {
+            Kind::Registry => Io::Opened(ConnectionId(id), peer, writer),
+            Kind::Beacon => Io::BeaconOpened(id, writer),
+        }
+    }
+
+    fn bytes(self, id: u64, bytes: Vec<u8>) -> Io {
+        match self {
+            Kind::Registry => Io::Bytes(ConnectionId(id), bytes),
+            Kind::Beacon => Io::BeaconBytes(id, bytes),
+        }
+    }
+
+    fn closed(self, id: u64) -> Io {
+        match self {
+            Kind::Registry => Io::Closed(ConnectionId(id)),
+            Kind::Beacon => Io::BeaconClosed(id),
+        }
+    }
+
+    fn write_queue(self) -> usize {
+        match self {
+            Kind::Registry => WRITE_QUEUE,
+            Kind::Beacon => beacon_stream::WRITE_QUEUE,
+        }
+    }
+}
+
+/// Accepts connections of one kind and runs a reader and a writer task for each.
+async fn accept_loop(kind: Kind, listener: TcpListener, events: mpsc::Sender<Io>) {
     let mut next = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "registry accept failed");
+                tracing::warn!(?kind, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         next += 1;
-        let conn = ConnectionId(next);
-        // Responses are small frames; without this a reply waits for the client's delayed ACK.
+        // Replies are small frames; without this one waits for the client's delayed ACK.
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
-        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        if events.send(Io::Opened(conn, peer, wtx)).await.is_err() {
+        let (rd, mut wr) = stream.into_split();
+        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(kind.write_queue());
+        if events.send(kind.opened(next, peer, wtx)).await.is_err() {
             return;
         }
         tokio::spawn(async move {
@@ -157,22 +198,24 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>) {
                 }
             }
         });
-        let events = events.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = rd.read(&mut buf).await {
-                if n == 0
-                    || events
-                        .send(Io::Bytes(conn, buf[..n].to_vec()))
-                        .await
-                        .is_err()
-                {
-                    break;
-                }
-            }
-            let _ = events.send(Io::Closed(conn)).await;
-        });
+        tokio::spawn(read_loop(kind, next, rd, events.clone()));
     }
+}
+
+/// Forwards one connection's bytes to the core, then its end.
+async fn read_loop(kind: Kind, id: u64, mut rd: OwnedReadHalf, events: mpsc::Sender<Io>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = rd.read(&mut buf).await {
+        if n == 0
+            || events
+                .send(kind.bytes(id, buf[..n].to_vec()))
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+    let _ = events.send(kind.closed(id)).await;
 }
 
 struct Core {

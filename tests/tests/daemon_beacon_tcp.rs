@@ -6,53 +6,18 @@ mod daemon_support;
 
 use std::time::Instant;
 
-use daemon_support::{Streamed, TestNode, WAIT};
-use serde_json::Value;
-
-/// A standalone rendezvous; returns it with its registry and beacon addresses.
-fn rendezvous(dir: &tempfile::TempDir) -> (Streamed, String, String) {
-    let helper = TestNode::new();
-    let state = dir.path().to_str().expect("utf-8 path").to_owned();
-    let proc = helper.spawn(&[
-        "--json",
-        "rendezvous",
-        "--registry-listen",
-        "127.0.0.1:0",
-        "--beacon-listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &state,
-    ]);
-    let line: Value = serde_json::from_str(&proc.next_stdout()).expect("rendezvous addresses");
-    let text = |key: &str| line["data"][key].as_str().expect("address").to_owned();
-    (proc, text("registry"), text("beacon"))
-}
+use daemon_support::{Rendezvous, TestNode, WAIT, start_with_registry};
 
 #[test]
 fn a_node_whose_udp_to_the_beacon_is_lost_uses_the_beacon_over_tcp() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_rv, registry, beacon) = rendezvous(&dir);
+    let rv = Rendezvous::start(&[]);
     // UDP sent here is swallowed: no reply, and no ICMP error either.
     let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let dead = black_hole.local_addr().expect("addr").to_string();
 
     let mut node = TestNode::new();
-    let data = node.json_ok(&[
-        "daemon",
-        "start",
-        "--registry",
-        &registry,
-        "--beacon",
-        &dead,
-        "--beacon-tcp",
-        &beacon,
-        "--listen",
-        "127.0.0.1:0",
-        "--public",
-        "--wait",
-        "20s",
-    ]);
-    node.pid = data["pid"].as_u64().map(|p| p as u32);
+    let flags = ["--beacon", &dead, "--beacon-tcp", &rv.beacon, "--public"];
+    start_with_registry(&mut node, &rv.registry, &flags);
 
     // The beacon reports the address it sees us from; over the stream that is the stream's
     // own address in fd00::/64, so seeing one proves the beacon answered over TCP.

@@ -4,63 +4,10 @@
 
 mod daemon_support;
 
-use daemon_support::{Streamed, TestNode};
+use daemon_support::{Rendezvous, TestNode, start_with_registry};
 use serde_json::Value;
 
 const ADMIN: &str = "test-admin-token";
-
-/// A standalone rendezvous with networks switched on.
-struct Rendezvous {
-    _proc: Streamed,
-    registry: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Rendezvous {
-    fn start() -> Rendezvous {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let helper = TestNode::new();
-        let state = dir.path().to_str().expect("utf-8 path").to_owned();
-        let proc = helper.spawn(&[
-            "--json",
-            "rendezvous",
-            "--registry-listen",
-            "127.0.0.1:0",
-            "--beacon-listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &state,
-            "--admin-token",
-            ADMIN,
-        ]);
-        let line: Value =
-            serde_json::from_str(&proc.next_stdout()).expect("rendezvous prints its addresses");
-        let registry = line["data"]["registry"]
-            .as_str()
-            .expect("registry")
-            .to_owned();
-        Rendezvous {
-            _proc: proc,
-            registry,
-            _dir: dir,
-        }
-    }
-}
-
-fn start_node(node: &mut TestNode, registry: &str) {
-    let data = node.json_ok(&[
-        "daemon",
-        "start",
-        "--registry",
-        registry,
-        "--listen",
-        "127.0.0.1:0",
-        "--public",
-        "--wait",
-        "20s",
-    ]);
-    node.pid = data["pid"].as_u64().map(|p| p as u32);
-}
 
 /// Runs a `--json` command that must fail; returns (exit code, error object).
 fn json_err(node: &TestNode, args: &[&str]) -> (Option<i32>, Value) {
@@ -74,10 +21,10 @@ fn json_err(node: &TestNode, args: &[&str]) -> (Option<i32>, Value) {
 
 #[test]
 fn networks_are_created_joined_listed_and_left_with_the_admin_token() {
-    let rv = Rendezvous::start();
+    let rv = Rendezvous::start(&["--admin-token", ADMIN]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
-    start_node(&mut a, &rv.registry);
-    start_node(&mut b, &rv.registry);
+    start_with_registry(&mut a, &rv.registry, &["--public"]);
+    start_with_registry(&mut b, &rv.registry, &["--public"]);
 
     let (code, error) = json_err(&a, &["network", "create", "lab"]);
     assert_eq!(

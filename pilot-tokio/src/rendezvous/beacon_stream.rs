@@ -13,18 +13,14 @@ use std::time::Instant;
 
 use pilot_proto::beacon::BeaconServer;
 use pilot_proto::wire::beacon_stream::{pop_frame, push_frame};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-
-use super::Io;
 
 /// Beacon streams open at once at most; later ones are closed at once.
 const MAX_STREAMS: usize = 1024;
 /// Unframed bytes buffered per stream at most (a few largest datagrams).
 const MAX_INBOX: usize = 4 * (2 + 65_535);
 /// Frames queued towards one stream before it is closed as not reading.
-const WRITE_QUEUE: usize = 256;
+pub(super) const WRITE_QUEUE: usize = 256;
 
 /// One beacon stream as the rendezvous core sees it.
 #[derive(Debug)]
@@ -113,46 +109,6 @@ fn source_for(id: u64) -> SocketAddr {
         id as u16,
     ];
     SocketAddr::from((Ipv6Addr::new(0xfd00, 0, 0, 0, a, b, c, d), 9))
-}
-
-/// Accepts beacon streams and runs a reader and a writer task for each.
-pub(super) async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Io>) {
-    let mut next = 0u64;
-    loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
-            continue;
-        };
-        next += 1;
-        let id = next;
-        let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
-        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        if events.send(Io::BeaconOpened(id, wtx)).await.is_err() {
-            return;
-        }
-        tokio::spawn(async move {
-            while let Some(frame) = wrx.recv().await {
-                if wr.write_all(&frame).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let events = events.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = rd.read(&mut buf).await {
-                if n == 0
-                    || events
-                        .send(Io::BeaconBytes(id, buf[..n].to_vec()))
-                        .await
-                        .is_err()
-                {
-                    break;
-                }
-            }
-            let _ = events.send(Io::BeaconClosed(id)).await;
-        });
-    }
 }
 
 #[cfg(test)]
