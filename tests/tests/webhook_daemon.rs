@@ -9,29 +9,19 @@
 //! sleeps to synchronise.
 
 mod daemon_support;
+mod webhook_support;
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use daemon_support::{Streamed, TestNode, WAIT};
-use pilot_tokio::webhook::verify::{self, Secret};
+use pilot_tokio::webhook::verify::Secret;
 use serde_json::Value;
+use webhook_support::{Receiver, SECRET, Seen, post_standard};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OUT_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A loopback port that was free a moment ago (the daemon binds it by number).
 fn free_port() -> u16 {
@@ -47,24 +37,7 @@ fn post(url: &str, id: &str, body: &str, secret: &str) -> (u16, String) {
 /// [`post`], with a transport error (daemon gone) as `None`.
 fn try_post(url: &str, id: &str, body: &str, secret: &str) -> Option<(u16, String)> {
     let secret = Secret::from_standard(secret).unwrap();
-    let ts = unix_now();
-    let signature = verify::sign_standard(&secret, id, ts, body.as_bytes());
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(WAIT))
-        .build();
-    let agent: ureq::Agent = config.into();
-    let mut response = agent
-        .post(url)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())
-        .ok()?;
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    Some((response.status().as_u16(), text))
+    post_standard(url, id, body, &secret, WAIT).ok()
 }
 
 /// `set-webhook <url>` with the Standard Webhooks secret; returns the daemon's status.
@@ -149,72 +122,16 @@ fn signed_posts_reach_a_subscriber_once_and_forgeries_are_refused() {
     node.stop();
 }
 
-/// What the outbound receiver saw on one request.
-#[derive(Debug)]
-struct Seen {
-    id: String,
-    body: Value,
-    verified: bool,
-    status: u16,
-}
-
-/// Answers 500 to the first `fail_first` requests, 200 after; reports each request.
-struct Receiver {
-    secret: String,
-    fail_first: u32,
-    count: AtomicU32,
-    seen: mpsc::Sender<Seen>,
-}
-
-async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let secret = Secret::from_standard(&rx.secret).unwrap();
-    let checked = verify::verify_standard(
-        &[secret],
-        &headers,
-        &body,
-        unix_now(),
-        verify::DEFAULT_TOLERANCE,
-    );
-    let status = if rx.count.fetch_add(1, Ordering::SeqCst) < rx.fail_first {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    };
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let _ = rx.seen.send(Seen {
-        id,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        verified: checked.is_ok(),
-        status: status.as_u16(),
-    });
-    status
-}
-
 fn start_receiver(
     rt: &tokio::runtime::Runtime,
     fail_first: u32,
     secret: &str,
 ) -> (SocketAddr, mpsc::Receiver<Seen>) {
     let (seen, seen_rx) = mpsc::channel();
-    let state = Arc::new(Receiver {
-        secret: secret.to_owned(),
-        fail_first,
-        count: AtomicU32::new(0),
-        seen,
-    });
-    let app = Router::new()
-        .route("/out", axum::routing::post(receive))
-        .with_state(state);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen_rx)
+    let secret = Secret::from_standard(secret).unwrap();
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
+    let receiver = Receiver::new(secret, fail_first, status, move |s| drop(seen.send(s)));
+    (rt.block_on(receiver.serve("/out")), seen_rx)
 }
 
 /// Collects requests until `count` distinct event ids were answered 2xx; returns the 2xx ones
