@@ -78,7 +78,8 @@ pub struct Event {
 pub fn encode_event(topic: &str, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
     if topic.len() > MAX_TOPIC || payload.len() > MAX_PAYLOAD {
         return Err(ClientError::Daemon(format!(
-            "event too large: topic {} bytes (max {MAX_TOPIC}), payload {} bytes (max {MAX_PAYLOAD})",
+            "event too large: topic {} bytes (max {MAX_TOPIC}), payload {} bytes \
+             (max {MAX_PAYLOAD})",
             topic.len(),
             payload.len()
         )));

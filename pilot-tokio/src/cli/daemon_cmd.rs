@@ -199,9 +199,10 @@ async fn start(ctx: &Ctx, args: DaemonArgs) -> Result<(), CliError> {
                 format!("the daemon did not answer within {:?}", args.wait),
             )
             .hint(format!(
-                    "the daemon keeps trying in the background (stop it with: pilotctl daemon stop); see the log: {}",
-                    ctx.paths.logfile.display()
-                )));
+                "the daemon keeps trying in the background (stop it with: pilotctl daemon \
+                     stop); see the log: {}",
+                ctx.paths.logfile.display()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -399,7 +399,10 @@ pub(super) async fn send(ctx: &Ctx, args: SendArgs) -> Result<(), CliError> {
         response.extend_from_slice(&buf[..n]);
     }
     let response = String::from_utf8_lossy(&response).into_owned();
-    let data = json!({"target": addr.to_string(), "port": args.port, "sent": args.data.len(), "response": response});
+    let data = json!({
+        "target": addr.to_string(), "port": args.port, "sent": args.data.len(),
+        "response": response,
+    });
     ctx.out.ok(data, |d| {
         format!(
             "sent {} bytes; response: {}",
@@ -470,7 +473,10 @@ pub(super) async fn listen(ctx: &Ctx, args: ListenArgs) -> Result<(), CliError> 
             continue;
         }
         let text = String::from_utf8_lossy(&data).into_owned();
-        let obj = json!({"bytes": data.len(), "data": text, "src_addr": src.addr.to_string(), "src_port": src.port});
+        let obj = json!({
+            "bytes": data.len(), "data": text,
+            "src_addr": src.addr.to_string(), "src_port": src.port,
+        });
         if args.count == 0 {
             if ctx.out.json {
                 println!("{obj}")

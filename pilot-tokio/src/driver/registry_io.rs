@@ -1,6 +1,7 @@
-//! The TCP connection to the registry (and, with the same code, the beacon stream): connect with a timeout, a reader and a writer task. The
-//! agent decides when to (re)connect (`AgentEvent::ConnectRegistry`, with its own back-off);
-//! the driver sees only [`RegistryIo`] events.
+//! The TCP connection to the registry (and, with the same code, the beacon stream): connect with a
+//! timeout, a reader and a writer task. The agent decides when to (re)connect
+//! (`AgentEvent::ConnectRegistry`, with its own back-off); the driver sees only [`RegistryIo`]
+//! events.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

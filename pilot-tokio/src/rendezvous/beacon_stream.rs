@@ -3,9 +3,9 @@
 //! node never connects here).
 //!
 //! Each stream carries beacon datagrams framed as a 2-byte big-endian length and the datagram,
-//! both ways (`pilot_proto::wire::beacon_stream`). The beacon sees every stream as a source address of its own in `fd00::/64`, so
-//! its replies, punch commands and relay deliveries for that node come back here and are
-//! framed onto the stream instead of sent over UDP.
+//! both ways (`pilot_proto::wire::beacon_stream`). The beacon sees every stream as a source address
+//! of its own in `fd00::/64`, so its replies, punch commands and relay deliveries for that node
+//! come back here and are framed onto the stream instead of sent over UDP.
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};

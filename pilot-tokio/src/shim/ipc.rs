@@ -335,7 +335,10 @@ mod tests {
         }
 
         #[test]
-        fn send_round_trips(conn in any::<u32>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn send_round_trips(
+            conn in any::<u32>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
             let m = Message::Send { conn, data };
             let mut out = Vec::new();
             m.encode(&mut out);
@@ -345,8 +348,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn our_encoding_parses_with_the_wire_codec(conn in any::<u32>(), port in any::<u16>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
-            for m in [Message::Send { conn, data: data.clone() }, Message::Bind { port }, Message::CloseOk { conn }, Message::Info] {
+        fn our_encoding_parses_with_the_wire_codec(
+            conn in any::<u32>(),
+            port in any::<u16>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let send = Message::Send { conn, data: data.clone() };
+            for m in [send, Message::Bind { port }, Message::CloseOk { conn }, Message::Info] {
                 let mut out = Vec::new();
                 m.encode(&mut out);
                 prop_assert!(pilot_proto::wire::ipc::IpcMessage::parse_body(&out).is_ok());
