@@ -449,12 +449,17 @@ mod untrusted {
             let mut server = beacon(now);
             server.set_peers(vec![addr("10.0.0.2:9001")]);
             let beacon_addr = addr("10.0.0.1:9001");
-            let mut client = BeaconClient::new(BeaconClientConfig::new(beacon_addr), now, UNIX, None);
+            let config = BeaconClientConfig::new(beacon_addr);
+            let mut client = BeaconClient::new(config, now, UNIX, None);
             for (source, mut bytes, kind) in datagrams {
                 if let Some(first) = bytes.first_mut() {
                     *first = kind;
                 }
-                let src = [addr("198.51.100.1:1"), addr("198.51.100.2:2"), addr("10.0.0.2:9001"), beacon_addr][usize::from(source)];
+                let sources = [
+                    addr("198.51.100.1:1"), addr("198.51.100.2:2"), addr("10.0.0.2:9001"),
+                    beacon_addr,
+                ];
+                let src = sources[usize::from(source)];
                 server.handle_datagram(now, src, &bytes);
                 client.handle_datagram(now, src, &bytes);
             }

@@ -668,7 +668,8 @@ mod untrusted {
                     fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
                 object.insert("type".into(), serde_json::json!(type_name));
                 let mut frame = Vec::new();
-                encode_frame(&serde_json::to_vec(&object).expect("json"), &mut frame).expect("small");
+                let json = serde_json::to_vec(&object).expect("json");
+                encode_frame(&json, &mut frame).expect("small");
                 h.server.handle_bytes(h.at(1), conn, &frame);
             }
             h.server.handle_bytes(h.at(2), conn, &garbage);

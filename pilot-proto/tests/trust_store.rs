@@ -241,7 +241,13 @@ fn revoke_by_peer_drops_trust_and_tunnel() {
     a.revoke(NOW, 2).expect("trusted");
     let a_actions = actions(&mut a);
     assert!(a_actions.contains(&TrustAction::RevokeTrust { peer: 2 }));
-    assert!(a_actions.contains(&TrustAction::DropTunnel { peer: 2 }));
+    let position = |wanted: fn(&TrustAction) -> bool| a_actions.iter().position(wanted);
+    let sent = position(|a| matches!(a, TrustAction::SendDirect { peer: 2, .. }));
+    let dropped = position(|a| matches!(a, TrustAction::DropTunnel { peer: 2 }));
+    assert!(
+        sent < dropped && sent.is_some(),
+        "the revoke leaves before the tunnel drops"
+    );
     deliver(&mut b, 2, &direct(&a_actions)[0], &key(1).verifying_key());
     let b_actions = actions(&mut b);
     assert!(b_actions.contains(&TrustAction::DropTunnel { peer: 1 }));

@@ -210,7 +210,10 @@ proptest! {
     }
 
     #[test]
-    fn accepted_packet_bytes_re_emit_identically(mut bytes in proptest::collection::vec(any::<u8>(), 34..300), cut: u16) {
+    fn accepted_packet_bytes_re_emit_identically(
+        mut bytes in proptest::collection::vec(any::<u8>(), 34..300),
+        cut: u16,
+    ) {
         let room = bytes.len() - 34;
         let len = usize::from(cut) % (room + 1);
         bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
@@ -256,7 +259,10 @@ proptest! {
     }
 
     #[test]
-    fn ipc_accepted_bytes_re_emit_identically(cmd in 0u8..0x24, payload in proptest::collection::vec(any::<u8>(), 0..40)) {
+    fn ipc_accepted_bytes_re_emit_identically(
+        cmd in 0u8..0x24,
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
         let mut frame = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
         frame.push(cmd);
         frame.extend_from_slice(&payload);
@@ -283,7 +289,11 @@ proptest! {
     }
 
     #[test]
-    fn data_exchange_accepted_bytes_re_emit(ty in 0u32..6, body in proptest::collection::vec(any::<u8>(), 0..40), declared in 0u32..48) {
+    fn data_exchange_accepted_bytes_re_emit(
+        ty in 0u32..6,
+        body in proptest::collection::vec(any::<u8>(), 0..40),
+        declared in 0u32..48,
+    ) {
         let mut frame = ty.to_be_bytes().to_vec();
         frame.extend_from_slice(&declared.to_be_bytes());
         frame.extend_from_slice(&body);
@@ -295,7 +305,9 @@ proptest! {
     }
 
     #[test]
-    fn data_exchange_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+    fn data_exchange_arbitrary_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
         let _ = DataFrameRepr::decode(&bytes);
         let _ = pilot_proto::wire::dataexchange::frame_len(&bytes);
     }

@@ -1,7 +1,8 @@
 //! The seed's publisher: publish one `tasks.complete` event on the local daemon's broker.
 //!
 //! ```text
-//! cargo run -p pilot-tokio --example publisher -- tasks.complete '{"task_id":"abc123","status":"done"}'
+//! cargo run -p pilot-tokio --example publisher -- \
+//!     tasks.complete '{"task_id":"abc123","status":"done"}'
 //! ```
 
 use pilot_tokio::Client;

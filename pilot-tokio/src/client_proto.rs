@@ -1,12 +1,18 @@
 //! The runtime-free half of the client library, shared by the tokio client ([`crate::client`])
 //! and the runtime-agnostic one (`crate::agnostic`): the error type, the broker's event frame
-//! codec, request encoding and reply decoding. Nothing here does I/O.
+//! codec, request encoding and reply decoding, and the readers' routing tables
+//! (`routes`). Nothing here does I/O.
 
 use serde_json::Value;
 
 use crate::framing::{SEND_OK, SHUTDOWN_OK};
 use crate::shim::addr::Addr;
 use crate::shim::ipc::Message;
+
+// Only the runtime-agnostic client uses the tables so far; the tokio client's `Tables` and
+// `Conn` read buffer are the same bookkeeping and can move onto them (then drop this cfg).
+#[cfg(feature = "client-async-io")]
+pub(crate) mod routes;
 
 /// The event broker's virtual port.
 pub const PORT_EVENTS: u16 = 1002;
@@ -72,7 +78,8 @@ pub struct Event {
 pub fn encode_event(topic: &str, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
     if topic.len() > MAX_TOPIC || payload.len() > MAX_PAYLOAD {
         return Err(ClientError::Daemon(format!(
-            "event too large: topic {} bytes (max {MAX_TOPIC}), payload {} bytes (max {MAX_PAYLOAD})",
+            "event too large: topic {} bytes (max {MAX_TOPIC}), payload {} bytes \
+             (max {MAX_PAYLOAD})",
             topic.len(),
             payload.len()
         )));
@@ -155,7 +162,11 @@ pub(crate) fn json_reply(body: &[u8]) -> Result<Value, ClientError> {
             | Message::HandshakeOk { json }
             | Message::ResolveHostnameOk { json }
             | Message::SetHostnameOk { json }
-            | Message::SetWebhookOk { json },
+            | Message::SetWebhookOk { json }
+            | Message::SetVisibilityOk { json }
+            | Message::DeregisterOk { json }
+            | Message::SetTagsOk { json }
+            | Message::ExtensionOk { json },
         ) => serde_json::from_slice(&json).map_err(|e| ClientError::Protocol(e.to_string())),
         _ => Err(decode_error(body)),
     }

@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub registry: Option<String>,
     /// Beacon `host:port`.
     pub beacon: Option<String>,
+    /// Beacon TCP `host:port` (fallback when UDP to the beacon is blocked).
+    pub beacon_tcp: Option<String>,
     /// Tunnel UDP listen address.
     pub listen: Option<String>,
     /// Hostname to claim.

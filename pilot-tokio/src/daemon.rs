@@ -3,7 +3,8 @@
 //!
 //! Start-up order: state directory (0700) → identity (created atomically if missing) → embedded
 //! rendezvous when no registry is configured (loopback only) → UDP socket → IPC socket (0600) →
-//! PID file → driver and IPC server. On exit the socket and PID file are removed.
+//! PID file → driver → webhook host (restores `<home>/webhook/config.json`) → IPC server. On
+//! exit the socket and PID file are removed.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -18,6 +19,7 @@ use pilot_proto::node::NodeConfig;
 use crate::driver::{self, DriverSetup};
 use crate::identity_file;
 use crate::rendezvous::{self, RendezvousConfig};
+use crate::webhook;
 
 /// Everything the daemon needs, already resolved from flags, environment and file.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub struct DaemonSettings {
     pub registry: Option<SocketAddr>,
     /// Beacon to use (ignored with the embedded rendezvous, which provides its own).
     pub beacon: Option<SocketAddr>,
+    /// Beacon over TCP, when UDP to it is blocked; `None` means the beacon's own address.
+    pub beacon_tcp: Option<SocketAddr>,
     /// Tunnel UDP listen address.
     pub listen: SocketAddr,
     /// Hostname to claim.
@@ -75,6 +79,8 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
                 registry: settings.rendezvous_registry,
                 beacon: settings.rendezvous_beacon,
                 state_dir: paths.home.join("rendezvous"),
+                // Limitation: the embedded rendezvous offers no networks (no admin token).
+                admin_token: None,
             })
             .await
             .map_err(io("embedded rendezvous"))?;
@@ -91,6 +97,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         udp,
         registry,
         beacon,
+        beacon_tcp: settings.beacon_tcp.or(beacon),
         node_config: NodeConfig::default(),
         identity: loaded.identity,
         seed: identity_file::random_seed()?,
@@ -98,10 +105,12 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         public: settings.public,
         signing_seed: loaded.seed,
         trust_path: paths.home.join("trust.state"),
+        event_log: Some(paths.home.join("events.log")),
     };
     let (tx, rx) = mpsc::channel(1024);
     let mut driver_task = tokio::spawn(driver::run(setup, rx));
-    let server_task = tokio::spawn(crate::server::serve(listener, tx));
+    let webhooks = webhook::host::start(&paths.home, paths.socket.clone(), tx.clone()).await;
+    let server_task = tokio::spawn(crate::server::serve(listener, tx, webhooks));
     tokio::spawn(crate::dataexchange::serve(
         paths.socket.clone(),
         paths.home.clone(),

@@ -48,7 +48,7 @@ pub async fn serve(socket: PathBuf, home: PathBuf) {
         let home = home.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_conn(conn, &home, &remote.to_string()).await {
-                tracing::debug!(%remote, error = %e, "data exchange connection ended with an error");
+                tracing::debug!(%remote, error = %e, "data exchange connection failed");
             }
         });
     }

@@ -10,6 +10,9 @@
 //!   request that caused them. Tagged `Send` requests get an empty `SendOk` reply
 //!   ([`SEND_OK`]) once the node has accepted the data, which gives clients back-pressure.
 //! - [`SHUTDOWN`] asks the daemon to exit; the reply is [`SHUTDOWN_OK`] with `{"pid": n}`.
+//! - `0x84 ‖ JSON` / `0x85 ‖ JSON`: webhook host requests (`webhook::host::ipc`).
+//! - [`EXTENSION`] `0x90 ‖ JSON {"op": ..}` asks for one of this daemon's own operations
+//!   (networks); the reply is [`EXTENSION_OK`] `0x91 ‖ JSON`, or an IPC `Error`.
 
 #[cfg(feature = "client-tokio")]
 use std::io;
@@ -27,6 +30,10 @@ pub const SHUTDOWN: u8 = 0x81;
 pub const SHUTDOWN_OK: u8 = 0x82;
 /// Extension: success reply to a tagged `Send` (no payload).
 pub const SEND_OK: u8 = 0x83;
+/// Extension: a JSON request `{"op": ..}` for an operation v0.5 has no command for.
+pub const EXTENSION: u8 = 0x90;
+/// Extension: the JSON reply to [`EXTENSION`].
+pub const EXTENSION_OK: u8 = 0x91;
 
 /// One frame read from the stream.
 #[derive(Debug, PartialEq, Eq)]

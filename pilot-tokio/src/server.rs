@@ -6,7 +6,8 @@
 //! written in request order, which is what v0.5 clients rely on (they match replies FIFO per
 //! command); tagged replies (the `0x80` extension, see `framing`) are written as soon as ready.
 //! A bad frame (oversized, malformed, unknown command) gets an `Error` reply and the session
-//! carries on.
+//! carries on. Webhook requests (v0.5 `SetWebhook` and the `0x84` extension of
+//! `webhook::host::ipc`) go to the webhook host task instead of the driver.
 //!
 //! # Limitations
 //!
@@ -22,7 +23,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::driver::commands::{Command, ControlOp, Push, Reply, SessionId};
 use crate::framing::{self, Frame, SEND_OK, SHUTDOWN, SHUTDOWN_OK};
+use crate::shim::extension::Extension;
 use crate::shim::ipc::Message;
+use crate::webhook::host::{HostHandle, ipc as webhook_ipc};
 
 /// Concurrent sessions accepted; later connections wait.
 const MAX_SESSIONS: usize = 256;
@@ -49,8 +52,9 @@ pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Accepts sessions until the driver goes away.
-pub async fn serve(listener: UnixListener, driver: mpsc::Sender<Command>) {
+/// Accepts sessions until the driver goes away. Webhook requests (v0.5 `SetWebhook` and the
+/// `0x84` extension) go to `webhooks`.
+pub async fn serve(listener: UnixListener, driver: mpsc::Sender<Command>, webhooks: HostHandle) {
     let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
     let mut next: SessionId = 0;
     loop {
@@ -65,9 +69,9 @@ pub async fn serve(listener: UnixListener, driver: mpsc::Sender<Command>) {
             }
         };
         next += 1;
-        let driver = driver.clone();
+        let (driver, webhooks) = (driver.clone(), webhooks.clone());
         tokio::spawn(async move {
-            Session::run(stream, next, driver).await;
+            Session::run(stream, next, driver, webhooks).await;
             drop(permit);
         });
     }
@@ -76,13 +80,19 @@ pub async fn serve(listener: UnixListener, driver: mpsc::Sender<Command>) {
 struct Session {
     id: SessionId,
     driver: mpsc::Sender<Command>,
+    webhooks: HostHandle,
     out: mpsc::Sender<Vec<u8>>,
     ordered: mpsc::Sender<oneshot::Receiver<Option<Vec<u8>>>>,
     send_window: Arc<Semaphore>,
 }
 
 impl Session {
-    async fn run(stream: UnixStream, id: SessionId, driver: mpsc::Sender<Command>) {
+    async fn run(
+        stream: UnixStream,
+        id: SessionId,
+        driver: mpsc::Sender<Command>,
+        webhooks: HostHandle,
+    ) {
         tracing::debug!(session = id, "ipc session opened");
         let (mut rd, mut wr) = stream.into_split();
         let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
@@ -111,6 +121,7 @@ impl Session {
         let session = Session {
             id,
             driver,
+            webhooks,
             out,
             ordered,
             send_window,
@@ -158,6 +169,10 @@ impl Session {
             self.immediate(tag, body).await;
             let _ = self.driver.send(Command::Shutdown).await;
             return false;
+        }
+        if let [webhook_ipc::WEBHOOK, json @ ..] = inner {
+            self.webhook(tag, json).await;
+            return true;
         }
         let message = match Message::decode(inner) {
             Ok(m) => m,
@@ -225,6 +240,17 @@ impl Session {
                     reply,
                 })
                 .await
+            }
+            Message::SetWebhook { url } => {
+                let webhooks = self.webhooks.clone();
+                let body = async move {
+                    let reply = webhooks.set_outbound_v05(url).await;
+                    Some(reply_body(Ok(reply), |v| Message::SetWebhookOk {
+                        json: serde_json::to_vec(&v).unwrap_or_default(),
+                    }))
+                };
+                self.respond(tag, body).await;
+                true
             }
             other => match control_op(other) {
                 Ok((op, wrap)) => {
@@ -309,6 +335,23 @@ impl Session {
         }
     }
 
+    /// The `0x84` extension: a JSON request for the webhook host.
+    async fn webhook(&self, tag: Option<u32>, json: &[u8]) {
+        let request = webhook_ipc::decode_request(json);
+        let webhooks = self.webhooks.clone();
+        let body = async move {
+            let reply = match request {
+                Ok(request) => webhooks.call(request).await,
+                Err(text) => Err(text),
+            };
+            Some(match reply {
+                Ok(value) => webhook_ipc::encode_reply(&value),
+                Err(text) => error_body(&text),
+            })
+        };
+        self.respond(tag, body).await;
+    }
+
     async fn immediate(&self, tag: Option<u32>, body: Vec<u8>) {
         self.respond(tag, async move { Some(body) }).await;
     }
@@ -335,11 +378,23 @@ fn control_op(message: Message) -> Result<(ControlOp, Wrap), String> {
             handshake_op(sub, &args)?,
             Box::new(move |v| Message::HandshakeOk { json: json(v) }),
         ),
-        Message::SetVisibility { .. } => unsupported("set_visibility"),
-        Message::Deregister => unsupported("deregister"),
-        Message::SetTags { .. } => unsupported("set_tags"),
+        Message::SetVisibility { public } => (
+            ControlOp::SetVisibility(public),
+            Box::new(move |v| Message::SetVisibilityOk { json: json(v) }),
+        ),
+        Message::Deregister => (
+            ControlOp::Deregister,
+            Box::new(move |v| Message::DeregisterOk { json: json(v) }),
+        ),
+        Message::SetTags { json: tags } => (
+            ControlOp::SetTags(parse_tags(&tags)?),
+            Box::new(move |v| Message::SetTagsOk { json: json(v) }),
+        ),
+        Message::Extension { json: request } => (
+            extension_op(&request)?,
+            Box::new(move |v| Message::ExtensionOk { json: json(v) }),
+        ),
         Message::SetTaskExec { .. } => unsupported("set_task_exec"),
-        Message::SetWebhook { .. } => unsupported("webhooks (set_webhook)"),
         other => {
             return Err(format!(
                 "unexpected message from a client: {}",
@@ -347,6 +402,63 @@ fn control_op(message: Message) -> Result<(ControlOp, Wrap), String> {
             ));
         }
     })
+}
+
+/// Tags a node may set through the daemon (v0.5's daemon limit; the registry allows 10).
+const MAX_TAGS: usize = 3;
+
+/// The `SetTags` payload: a JSON array of at most [`MAX_TAGS`] strings.
+fn parse_tags(payload: &[u8]) -> Result<Vec<String>, String> {
+    let tags: Vec<String> = serde_json::from_slice(payload)
+        .map_err(|e| format!("set_tags: expected a JSON array of strings: {e}"))?;
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "set_tags: at most {MAX_TAGS} tags, got {}",
+            tags.len()
+        ));
+    }
+    Ok(tags)
+}
+
+/// An extension request (`framing::EXTENSION`) as a control operation.
+fn extension_op(payload: &[u8]) -> Result<ControlOp, String> {
+    use pilot_proto::agent::NetworkRequest as R;
+    use pilot_proto::registry::NetworkTokens;
+
+    let request: Extension = serde_json::from_slice(payload)
+        .map_err(|e| format!("unknown or malformed extension request: {e}"))?;
+    let tokens = |join, admin| NetworkTokens { join, admin };
+    let (request, tokens) = match request {
+        Extension::NetworkCreate {
+            name,
+            join_rule,
+            token,
+            admin_token,
+        } => (R::Create { name, join_rule }, tokens(token, admin_token)),
+        Extension::NetworkJoin {
+            network_id,
+            inviter_id,
+            token,
+            admin_token,
+        } => {
+            let join = R::Join {
+                network: network_id,
+                inviter: inviter_id,
+            };
+            (join, tokens(token, admin_token))
+        }
+        Extension::NetworkLeave {
+            network_id,
+            admin_token,
+        } => (
+            R::Leave {
+                network: network_id,
+            },
+            tokens(None, admin_token),
+        ),
+        Extension::NetworkList => (R::List, NetworkTokens::default()),
+    };
+    Ok(ControlOp::Network { request, tokens })
 }
 
 fn unsupported(what: &'static str) -> (ControlOp, Wrap) {

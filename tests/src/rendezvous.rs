@@ -18,6 +18,7 @@ use std::time::Instant;
 use pilot_proto::Transmit;
 use pilot_proto::beacon::{BeaconConfig, BeaconServer};
 use pilot_proto::registry::{ConnectionId, RegistryConfig, RegistryServer, ServerEvent};
+use pilot_proto::wire::beacon_stream::{pop_frame, push_frame};
 use pilot_sim::{HostContext, Machine, StreamCommand, StreamEvent, StreamId};
 
 /// Wall-clock anchor of every simulated run (Unix seconds).
@@ -108,12 +109,7 @@ impl Rendezvous {
             return;
         };
         conn.inbox.extend_from_slice(bytes);
-        while conn.inbox.len() >= 2 {
-            let len = usize::from(u16::from_be_bytes([conn.inbox[0], conn.inbox[1]]));
-            if conn.inbox.len() < 2 + len {
-                break;
-            }
-            let datagram: Vec<u8> = conn.inbox.drain(..2 + len).skip(2).collect();
+        while let Some(datagram) = pop_frame(&mut conn.inbox) {
             self.beacon.handle_datagram(now, conn.source, &datagram);
         }
     }
@@ -168,9 +164,7 @@ impl Machine for Rendezvous {
             else {
                 return Some(transmit);
             };
-            let len = u16::try_from(transmit.len).unwrap_or(u16::MAX);
-            conn.outbox.extend_from_slice(&len.to_be_bytes());
-            conn.outbox.extend_from_slice(&buf[..usize::from(len)]);
+            push_frame(&mut conn.outbox, &buf[..transmit.len]);
         }
     }
 

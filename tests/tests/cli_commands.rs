@@ -29,8 +29,15 @@ const COMMANDS: &[&str] = &[
     "subscribe",
     "publish",
     "join",
+    "network",
+    "set-public",
+    "set-private",
+    "set-tags",
+    "clear-tags",
+    "deregister",
     "set-webhook",
     "clear-webhook",
+    "webhook-status",
 ];
 
 #[test]
@@ -64,19 +71,15 @@ fn usage_errors_exit_two_and_json_mode_reports_them_as_json() {
 }
 
 #[test]
-fn webhooks_and_networks_say_not_available_cleanly() {
+fn without_a_daemon_networks_and_webhooks_say_so_and_usage_errors_exit_two() {
     let node = TestNode::new();
+    // A signed receiver needs a secret; that is checked before the daemon is asked.
     let out = node.run(&["--json", "set-webhook", "http://127.0.0.1:1/hook"]);
-    assert_eq!(out.status.code(), Some(7));
-    let v: Value = serde_json::from_slice(&out.stderr).expect("json error");
-    assert_eq!(v["code"], "unavailable");
-    assert!(
-        v["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("not available"))
-    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = node.run(&["set-webhook", "http://127.0.0.1:1/hook", "--secret", "s"]);
+    assert_eq!(out.status.code(), Some(3), "no daemon running");
     let out = node.run(&["join", "5"]);
-    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(out.status.code(), Some(3), "no daemon: not running");
 }
 
 #[test]

@@ -6,65 +6,19 @@ mod daemon_support;
 
 use std::time::{Duration, Instant};
 
-use daemon_support::{Streamed, TestNode, WAIT};
+use daemon_support::{Rendezvous, TestNode, WAIT, start_with_registry};
 use pilot_tokio::{AddrPort, Client};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// A standalone rendezvous on ephemeral loopback ports.
-struct Rendezvous {
-    proc: Streamed,
-    registry: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Rendezvous {
-    fn start(dir: tempfile::TempDir, registry: &str) -> Rendezvous {
-        let helper = TestNode::new();
-        let state = dir.path().to_str().expect("utf-8 path").to_owned();
-        let proc = helper.spawn(&[
-            "--json",
-            "rendezvous",
-            "--registry-listen",
-            registry,
-            "--beacon-listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &state,
-        ]);
-        let line: Value =
-            serde_json::from_str(&proc.next_stdout()).expect("rendezvous prints its addresses");
-        let registry = line["data"]["registry"]
-            .as_str()
-            .expect("registry addr")
-            .to_owned();
-        Rendezvous {
-            proc,
-            registry,
-            _dir: dir,
-        }
-    }
-}
-
 fn start_node(node: &mut TestNode, registry: &str) -> String {
-    let data = node.json_ok(&[
-        "daemon",
-        "start",
-        "--registry",
-        registry,
-        "--listen",
-        "127.0.0.1:0",
-        "--public",
-        "--wait",
-        "20s",
-    ]);
-    node.pid = data["pid"].as_u64().map(|p| p as u32);
+    let data = start_with_registry(node, registry, &["--public"]);
     data["address"].as_str().expect("address").to_owned()
 }
 
 #[test]
 fn three_daemons_pubsub_messages_and_restart() {
-    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b, mut c) = (TestNode::new(), TestNode::new(), TestNode::new());
     let addr_a = start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);
@@ -133,16 +87,16 @@ fn three_daemons_pubsub_messages_and_restart() {
 fn restarted_rendezvous_keeps_every_address() {
     let state = tempfile::tempdir().expect("tempdir");
     let keep = state.path().to_owned();
-    let rv = Rendezvous::start(state, "127.0.0.1:0");
+    let rv = Rendezvous::start_at(state, "127.0.0.1:0", "127.0.0.1:0", &[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     let addr_a = start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);
     a.stop();
     b.stop();
     let registry = rv.registry.clone();
-    let Rendezvous { proc, _dir, .. } = rv;
+    let Rendezvous { proc, dir, .. } = rv;
     drop(proc);
-    let rv = Rendezvous::start(_dir, &registry);
+    let rv = Rendezvous::start_at(dir, &registry, "127.0.0.1:0", &[]);
     assert!(keep.join("registry.state").exists());
     // B first: with the state lost it would get id 1.
     assert_eq!(start_node(&mut b, &rv.registry), addr_b);
@@ -153,7 +107,7 @@ fn restarted_rendezvous_keeps_every_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_megabytes_cross_node_byte_exact() {
-    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);
@@ -215,7 +169,7 @@ fn wait_for(node: &TestNode, args: &[&str], check: impl Fn(&Value) -> bool) -> V
 
 #[test]
 fn trust_between_two_nodes() {
-    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     let addr_a = start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);
@@ -254,7 +208,7 @@ fn trust_between_two_nodes() {
 
 #[test]
 fn send_file_of_twenty_megabytes_arrives_whole() {
-    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);
@@ -307,7 +261,7 @@ fn send_file_of_twenty_megabytes_arrives_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_dial_does_not_hold_up_other_requests() {
-    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);

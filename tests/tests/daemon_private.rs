@@ -7,61 +7,16 @@ mod daemon_support;
 
 use std::time::{Duration, Instant};
 
-use daemon_support::{Streamed, TestNode, WAIT};
+use daemon_support::{Rendezvous, TestNode, WAIT, start_with_registry};
 use pilot_tokio::{AddrPort, Client};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// A standalone rendezvous (registry and beacon) on ephemeral loopback ports.
-struct Rendezvous {
-    _proc: Streamed,
-    registry: String,
-    beacon: String,
-    _dir: tempfile::TempDir,
-}
-
-fn rendezvous() -> Rendezvous {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let helper = TestNode::new();
-    let state = dir.path().to_str().expect("utf-8 path").to_owned();
-    let proc = helper.spawn(&[
-        "--json",
-        "rendezvous",
-        "--registry-listen",
-        "127.0.0.1:0",
-        "--beacon-listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &state,
-    ]);
-    let line: Value = serde_json::from_str(&proc.next_stdout()).expect("addresses printed");
-    let field = |name: &str| line["data"][name].as_str().expect(name).to_owned();
-    Rendezvous {
-        registry: field("registry"),
-        beacon: field("beacon"),
-        _proc: proc,
-        _dir: dir,
-    }
-}
-
 fn start_node(node: &mut TestNode, rv: &Rendezvous, public: bool) -> String {
-    let mut args = vec![
-        "daemon",
-        "start",
-        "--registry",
-        &rv.registry,
-        "--beacon",
-        &rv.beacon,
-        "--listen",
-        "127.0.0.1:0",
-        "--wait",
-        "20s",
-    ];
-    if public {
-        args.push("--public");
-    }
-    let data = node.json_ok(&args);
-    node.pid = data["pid"].as_u64().map(|p| p as u32);
+    let flags: &[&str] = if public { &["--public"] } else { &[] };
+    let mut extra = vec!["--beacon", &rv.beacon];
+    extra.extend_from_slice(flags);
+    let data = start_with_registry(node, &rv.registry, &extra);
     data["address"].as_str().expect("address").to_owned()
 }
 
@@ -83,7 +38,7 @@ fn wait_for(node: &TestNode, args: &[&str], check: impl Fn(&Value) -> bool) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_node_is_unreachable_until_it_trusts_the_dialler() {
-    let rv = rendezvous();
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     let addr_a = start_node(&mut a, &rv, true);
     let addr_b = start_node(&mut b, &rv, false);

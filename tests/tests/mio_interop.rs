@@ -13,71 +13,16 @@ use std::io::{Read as _, Write as _};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use daemon_support::{Streamed, TestNode, WAIT};
+use daemon_support::{Rendezvous, Streamed, TestNode, WAIT, start_with_registry};
 use pilot_mio::{Addr, AddrPort, MioConfig, MioNode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// A standalone rendezvous (registry + beacon) on ephemeral loopback ports.
-struct Rendezvous {
-    _proc: Streamed,
-    registry: String,
-    beacon: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Rendezvous {
-    /// Starts on ephemeral ports with a fresh state directory.
-    fn start() -> Rendezvous {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Rendezvous::start_at(dir, "127.0.0.1:0", "127.0.0.1:0")
-    }
-
-    /// Starts with `dir` as its state directory on the given addresses.
-    fn start_at(dir: tempfile::TempDir, registry: &str, beacon: &str) -> Rendezvous {
-        let helper = TestNode::new();
-        let state = dir.path().to_str().expect("utf-8 path").to_owned();
-        let proc = helper.spawn(&[
-            "--json",
-            "rendezvous",
-            "--registry-listen",
-            registry,
-            "--beacon-listen",
-            beacon,
-            "--state-dir",
-            &state,
-        ]);
-        let line: Value =
-            serde_json::from_str(&proc.next_stdout()).expect("rendezvous prints its addresses");
-        let field = |name: &str| line["data"][name].as_str().expect(name).to_owned();
-        Rendezvous {
-            registry: field("registry"),
-            beacon: field("beacon"),
-            _proc: proc,
-            _dir: dir,
-        }
-    }
-}
-
 /// A public daemon registered at the rendezvous; returns its address.
 fn start_daemon(node: &mut TestNode, rv: &Rendezvous) -> Addr {
-    let data = node.json_ok(&[
-        "daemon",
-        "start",
-        "--registry",
-        &rv.registry,
-        "--listen",
-        "127.0.0.1:0",
-        "--public",
-        "--wait",
-        "20s",
-    ]);
-    node.pid = data["pid"].as_u64().map(|p| p as u32);
-    data["address"]
-        .as_str()
-        .expect("address")
-        .parse()
-        .expect("address parses")
+    let data = start_with_registry(node, &rv.registry, &["--public"]);
+    let address = data["address"].as_str().expect("address");
+    address.parse().expect("address parses")
 }
 
 /// A public mio node on loopback with its identity in `dir`, registered.
@@ -225,7 +170,7 @@ fn mio_to_daemon_events(node: &MioNode, daemon: &TestNode, addr_d: Addr, addr_m:
 
 #[test]
 fn mio_node_and_daemon_exchange_events_both_ways() {
-    let rv = Rendezvous::start();
+    let rv = Rendezvous::start(&[]);
     let mut daemon = TestNode::new();
     let addr_d = start_daemon(&mut daemon, &rv);
     let home = tempfile::tempdir().expect("tempdir");
@@ -295,7 +240,7 @@ fn spawn_daemon_side(
 
 #[test]
 fn mio_node_and_daemon_stream_one_megabyte_both_ways() {
-    let rv = Rendezvous::start();
+    let rv = Rendezvous::start(&[]);
     let mut daemon = TestNode::new();
     let addr_d = start_daemon(&mut daemon, &rv);
     let home = tempfile::tempdir().expect("tempdir");
@@ -342,21 +287,21 @@ fn mio_node_and_daemon_stream_one_megabyte_both_ways() {
 
 #[test]
 fn mio_node_reconnects_after_the_rendezvous_restarts() {
-    let rv = Rendezvous::start();
+    let rv = Rendezvous::start(&[]);
     let home = tempfile::tempdir().expect("tempdir");
     let (node, addr_m) = start_mio(&rv, home.path());
     assert!(node.registry_connected());
 
     // Kill the rendezvous (the child this test spawned): the node sees its stream break.
     let (registry, beacon) = (rv.registry.clone(), rv.beacon.clone());
-    let Rendezvous { _proc, _dir, .. } = rv;
-    drop(_proc);
+    let Rendezvous { proc, dir, .. } = rv;
+    drop(proc);
     let broken = |n: &MioNode| !n.registry_connected();
     node.run_until(broken, Instant::now() + WAIT)
         .expect("the node notices the broken registry stream");
 
     // Restarted on the same addresses and state: the node reconnects by itself.
-    let rv = Rendezvous::start_at(_dir, &registry, &beacon);
+    let rv = Rendezvous::start_at(dir, &registry, &beacon, &[]);
     let connected = |n: &MioNode| n.registry_connected();
     node.run_until(connected, Instant::now() + WAIT)
         .expect("the node reconnects to the restarted registry");

@@ -53,8 +53,10 @@ fn assert_echo(sim: &mut Sim) {
     });
     let readable = move |sim: &Sim| {
         host(sim, A).log.iter().any(|(at, event)| {
-            *at >= sent
-                && matches!(event, AgentEvent::Node(NodeEvent::Readable { stream: s }) if *s == stream)
+            let readable = matches!(
+                event, AgentEvent::Node(NodeEvent::Readable { stream: s }) if *s == stream
+            );
+            *at >= sent && readable
         })
     };
     let ok = sim

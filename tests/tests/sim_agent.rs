@@ -187,3 +187,50 @@ fn trust_handshake_goes_over_the_tunnel_in_seconds() {
         },
     );
 }
+
+#[test]
+fn a_revoke_reaches_the_peer_before_the_tunnel_drops() {
+    Scenario::new("a_revoke_reaches_the_peer_before_the_tunnel_drops").run(
+        |seed| build_cell(seed, NatKind::FullCone, NatKind::PortRestricted, 0.0).sim,
+        |sim| {
+            let outcome = run_sim(sim, Expected::Direct);
+            assert!(outcome.reached(Expected::Direct), "{outcome}");
+            let (a, b) = (address(sim, A).expect("a"), address(sim, B).expect("b"));
+            sim.act::<AgentHost, _>(A, |h, now| h.agent.handshake(now, b, "hello").expect("ask"));
+            sim.act::<AgentHost, _>(B, |h, now| h.agent.handshake(now, a, "hi").expect("ask"));
+            let mutual = move |sim: &Sim| {
+                host(sim, A).agent.trust().is_trusted(b.node)
+                    && host(sim, B).agent.trust().is_trusted(a.node)
+            };
+            let limit = sim.now() + Duration::from_secs(5);
+            assert!(
+                sim.run_until_true(limit, mutual).expect("run"),
+                "mutual trust"
+            );
+
+            sim.act::<AgentHost, _>(A, |h, now| h.agent.revoke(now, b).expect("revoke"));
+            let revoked = move |sim: &Sim| {
+                host(sim, B).log.iter().any(|(_, e)| {
+                    matches!(e, AgentEvent::Trust(TrustEvent::RevokedByPeer { peer })
+                        if *peer == a.node)
+                })
+            };
+            let limit = sim.now() + Duration::from_secs(5);
+            assert!(
+                sim.run_until_true(limit, revoked).expect("run"),
+                "B heard the revoke"
+            );
+            assert!(!host(sim, B).agent.trust().is_trusted(a.node));
+
+            let tunnel_gone = move |sim: &Sim| {
+                let keyed = |h: &AgentHost, p| h.agent.node().is_some_and(|n| n.is_peer_keyed(p));
+                !keyed(host(sim, A), b)
+            };
+            let limit = sim.now() + Duration::from_secs(60);
+            assert!(
+                sim.run_until_true(limit, tunnel_gone).expect("run"),
+                "A dropped the tunnel"
+            );
+        },
+    );
+}

@@ -8,20 +8,22 @@
 //! while one delivery is durable but not yet answered: the sink holds that confirmation until
 //! the receiver is gone.
 
+mod webhook_support;
+
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pilot_tokio::webhook::inbound;
-use pilot_tokio::webhook::verify::{self, Secret};
+use pilot_tokio::webhook::verify::Secret;
 use pilot_tokio::webhook::{InboundConfig, InboundHandle, PublishRequest, Route, Verifier};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
+use webhook_support::{SECRET, post_standard};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(10);
 const DELIVERIES: usize = 30;
 const HELD: usize = 10;
@@ -116,25 +118,7 @@ async fn crash(runtime: Runtime) {
 
 fn post_once(url: &str, i: usize) -> Result<u16, String> {
     let body = format!(r#"{{"n":{i}}}"#);
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let signature = verify::sign_standard(&secret(), &id(i), ts, body.as_bytes());
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(WAIT))
-        .build();
-    let agent: ureq::Agent = config.into();
-    let response = agent
-        .post(url)
-        .header("webhook-id", id(i))
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .send(body.as_str())
-        .map_err(|e| e.to_string())?;
-    Ok(response.status().as_u16())
+    post_standard(url, &id(i), &body, &secret(), WAIT).map(|(status, _)| status)
 }
 
 /// A provider: posts each delivery until it gets a 2xx; after a transport error it waits (bounded)

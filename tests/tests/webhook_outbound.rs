@@ -5,72 +5,24 @@
 //! Backoffs are a few milliseconds; every wait is on a channel or the sender's change feed,
 //! bounded by a timeout.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod webhook_support;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
 use pilot_tokio::webhook::outbound::{self, EnqueueError};
-use pilot_tokio::webhook::verify::{self, Secret};
+use pilot_tokio::webhook::verify::Secret;
 use pilot_tokio::webhook::{OutboundConfig, OutboundEvent, OutboundHandle, OutboundStats};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use webhook_support::{Receiver, SECRET, Seen};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn secret() -> Secret {
     Secret::from_standard(SECRET).unwrap()
-}
-
-/// What the receiver saw on one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    id: String,
-    body: Value,
-    verified: bool,
-    status: u16,
-}
-
-/// The receiver's behaviour: answer `failing_status` to the first `fail_first` requests.
-struct Receiver {
-    fail_first: u32,
-    failing_status: StatusCode,
-    count: AtomicU32,
-    seen: mpsc::UnboundedSender<Seen>,
-}
-
-async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let verified =
-        verify::verify_standard(&[secret()], &headers, &body, now, verify::DEFAULT_TOLERANCE);
-    let n = rx.count.fetch_add(1, Ordering::SeqCst);
-    let status = if n < rx.fail_first {
-        rx.failing_status
-    } else {
-        StatusCode::OK
-    };
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let _ = rx.seen.send(Seen {
-        id,
-        body,
-        verified: verified.is_ok(),
-        status: status.as_u16(),
-    });
-    status
 }
 
 async fn start_receiver(
@@ -78,19 +30,10 @@ async fn start_receiver(
     failing_status: StatusCode,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     let (seen, seen_rx) = mpsc::unbounded_channel();
-    let state = Arc::new(Receiver {
-        fail_first,
-        failing_status,
-        count: AtomicU32::new(0),
-        seen,
+    let receiver = Receiver::new(secret(), fail_first, failing_status, move |s| {
+        let _ = seen.send(s);
     });
-    let app = Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(state);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen_rx)
+    (receiver.serve("/hook").await, seen_rx)
 }
 
 fn config(addr: SocketAddr, dir: &std::path::Path) -> OutboundConfig {

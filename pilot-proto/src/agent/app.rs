@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::signal::Signal;
 use super::{Agent, AgentError, AgentEvent, Dial, DialId};
 use crate::node::{Node, NodeEvent};
-use crate::pubsub::log::LogRecord;
+use crate::pubsub::log::{LogRecord, Recovery};
 use crate::pubsub::{Seq, Topic};
 use crate::transport::ConnId;
 use crate::wire::addr::AddrPort;
@@ -165,6 +165,16 @@ impl Agent {
         Ok(())
     }
 
+    /// Like [`Agent::restore_log`], from a whole [`Recovery`] (numbering resumes after markers).
+    ///
+    /// # Errors
+    /// [`AgentError::NotRegistered`].
+    pub fn restore_log_from(&mut self, now: Instant, recovery: Recovery) -> Result<(), AgentError> {
+        let now = self.clamp(now);
+        self.node_mut()?.restore_log_from(now, recovery);
+        Ok(())
+    }
+
     fn node_mut(&mut self) -> Result<&mut Node, AgentError> {
         self.node.as_mut().ok_or(AgentError::NotRegistered)
     }
@@ -202,12 +212,14 @@ impl Agent {
             }
             NodeEvent::PeerMoved { peer, .. } => self.sync_endpoint(now, peer.node),
             NodeEvent::PeerUnreachable { peer } => {
+                self.forget_awaiting_revoke(peer.node);
                 let error = AgentError::Dial(crate::nat::DialFailure::Timeout);
                 self.fail_dials(peer.node, &error);
                 self.forward(NodeEvent::PeerUnreachable { peer });
             }
             NodeEvent::PeerUp { peer, endpoint } => {
                 self.on_peer_up(now, peer.node);
+                self.send_awaiting_revoke(now, peer.node);
                 self.forward(NodeEvent::PeerUp { peer, endpoint });
             }
             NodeEvent::Incoming {

@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::{Agent, AgentEvent};
 use crate::Transmit;
+use crate::wire::beacon_stream::{pop_frame, push_frame};
 
 /// Largest framed datagram; anything longer breaks the stream.
 const MAX_FRAME: usize = 65_535;
@@ -42,28 +43,16 @@ pub(super) struct BeaconStream {
 }
 
 impl BeaconStream {
-    /// Frames one datagram for the stream.
+    /// Frames one datagram for the stream (dropped when the outbox is full).
     fn push(&mut self, datagram: &[u8]) {
-        let Ok(len) = u16::try_from(datagram.len()) else {
-            return;
-        };
-        if self.outbox.len() + datagram.len() + 2 > MAX_OUTBOX {
-            return;
+        if self.outbox.len() + datagram.len() + 2 <= MAX_OUTBOX {
+            push_frame(&mut self.outbox, datagram);
         }
-        self.outbox.extend_from_slice(&len.to_be_bytes());
-        self.outbox.extend_from_slice(datagram);
     }
 
     /// The next complete datagram received, if any.
     fn pop(&mut self) -> Option<Vec<u8>> {
-        let header: [u8; 2] = self.inbox.get(..2)?.try_into().ok()?;
-        let len = usize::from(u16::from_be_bytes(header));
-        if self.inbox.len() < 2 + len {
-            return None;
-        }
-        let datagram = self.inbox[2..2 + len].to_vec();
-        self.inbox.drain(..2 + len);
-        Some(datagram)
+        pop_frame(&mut self.inbox)
     }
 }
 

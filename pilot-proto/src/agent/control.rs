@@ -171,7 +171,7 @@ impl Agent {
         }
     }
 
-    fn control(&mut self, now: Instant, id: RequestId) -> Result<ControlId, AgentError> {
+    pub(super) fn control(&mut self, now: Instant, id: RequestId) -> Result<ControlId, AgentError> {
         self.requests.insert(id, Pending::Control);
         self.process(now);
         Ok(id)
@@ -206,7 +206,10 @@ impl Agent {
             TrustAction::ReportTrust { peer } => self.registry.report_trust(now, peer).map(Some),
             TrustAction::RevokeTrust { peer } => self.registry.revoke_trust(now, peer).map(Some),
             TrustAction::DropTunnel { peer } => {
-                self.drop_peer(now, peer);
+                // A revoke on its way keeps the tunnel; its stream's end drops it.
+                if !self.revoke_in_flight(peer) {
+                    self.drop_peer(now, peer);
+                }
                 Ok(None)
             }
             TrustAction::Persist => {
@@ -224,7 +227,7 @@ impl Agent {
         }
     }
 
-    fn drop_peer(&mut self, now: Instant, peer: u32) {
+    pub(super) fn drop_peer(&mut self, now: Instant, peer: u32) {
         self.peers.remove(&peer);
         if let Some(node) = &mut self.node {
             let addr = Addr::new(node.address().network, peer);

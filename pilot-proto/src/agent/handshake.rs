@@ -2,6 +2,10 @@
 //! stream, closed after writing. Outbound messages whose stream cannot be opened fall back to
 //! the registry relay (`TrustStore::handle_direct_failure`); inbound streams are read up to
 //! one message and handed to the trust store with the tunnel peer they came from.
+//!
+//! A revocation needs the tunnel it ends (and has no relay form): to a peer without a keyed
+//! tunnel the agent dials first and sends it when the tunnel is up; the tunnel is dropped only
+//! once the revoke's stream has ended (delivered, refused or timed out).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -13,7 +17,7 @@ use crate::node::NodeEvent;
 use crate::transport::ConnId;
 use crate::trust::{Arrival, TRUST_PORT};
 use crate::wire::addr::{Addr, AddrPort};
-use crate::wire::trust::TrustMessage;
+use crate::wire::trust::{HandshakeType, TrustMessage};
 
 /// Largest trust message read from a stream (v0.5: one segment, at most 4096 bytes).
 const MAX_MESSAGE: usize = 4096;
@@ -28,6 +32,10 @@ pub(super) struct Handshakes {
     outbound: BTreeMap<ConnId, (u32, TrustMessage)>,
     /// Streams from peers: the sender and the bytes so far.
     inbound: BTreeMap<ConnId, (u32, Vec<u8>)>,
+    /// Written revokes: when the stream ends, the peer's tunnel is dropped.
+    drop_after: BTreeMap<ConnId, u32>,
+    /// Revokes waiting for a tunnel to their peer (dialled for them).
+    awaiting_tunnel: BTreeMap<u32, TrustMessage>,
 }
 
 impl Agent {
@@ -38,11 +46,40 @@ impl Agent {
         let addr = Addr::new(node.address().network, peer);
         let room = self.handshakes.outbound.len() < MAX_STREAMS;
         let opened = room && node.is_peer_keyed(addr);
+        let keyed = node.is_peer_keyed(addr);
         match opened.then(|| node.connect(now, AddrPort::new(addr, TRUST_PORT))) {
             Some(Ok(stream)) => {
                 self.handshakes.outbound.insert(stream, (peer, message));
             }
+            _ if !keyed && message.kind == HandshakeType::Revoke => {
+                self.dial_for_revoke(now, peer, message);
+            }
             _ => self.trust.handle_direct_failure(peer, &message),
+        }
+    }
+
+    /// Dials `peer` so that its revoke can go out when the tunnel is up.
+    fn dial_for_revoke(&mut self, now: Instant, peer: u32, message: TrustMessage) {
+        if self.handshakes.awaiting_tunnel.len() >= MAX_STREAMS {
+            return debug!(peer, "too many revokes waiting for a tunnel; not delivered");
+        }
+        match self.start_dial(now, peer) {
+            Ok(()) => drop(self.handshakes.awaiting_tunnel.insert(peer, message)),
+            Err(error) => debug!(peer, %error, "revoke not delivered: no dial"),
+        }
+    }
+
+    /// The tunnel to `peer` is up: a revoke waiting for it goes out now.
+    pub(super) fn send_awaiting_revoke(&mut self, now: Instant, peer: u32) {
+        if let Some(message) = self.handshakes.awaiting_tunnel.remove(&peer) {
+            self.send_trust_direct(now, peer, message);
+        }
+    }
+
+    /// `peer` cannot be reached: a revoke waiting for it is given up.
+    pub(super) fn forget_awaiting_revoke(&mut self, peer: u32) {
+        if self.handshakes.awaiting_tunnel.remove(&peer).is_some() {
+            debug!(peer, "revoke not delivered: peer unreachable");
         }
     }
 
@@ -73,7 +110,7 @@ impl Agent {
                 None
             }
             NodeEvent::Closed { stream, .. } if self.is_trust_stream(stream) => {
-                self.trust_stream_closed(stream);
+                self.trust_stream_closed(now, stream);
                 None
             }
             other => Some(other),
@@ -92,6 +129,17 @@ impl Agent {
     fn is_trust_stream(&self, stream: ConnId) -> bool {
         self.handshakes.outbound.contains_key(&stream)
             || self.handshakes.inbound.contains_key(&stream)
+            || self.handshakes.drop_after.contains_key(&stream)
+    }
+
+    /// True when a revoke to `peer` is still on its way: its tunnel must stay up until then.
+    pub(super) fn revoke_in_flight(&self, peer: u32) -> bool {
+        let h = &self.handshakes;
+        h.awaiting_tunnel.contains_key(&peer)
+            || h.drop_after.values().any(|p| *p == peer)
+            || h.outbound
+                .values()
+                .any(|(p, m)| *p == peer && m.kind == HandshakeType::Revoke)
     }
 
     fn accept_trust_stream(&mut self, now: Instant, stream: ConnId, peer: u32) {
@@ -117,6 +165,9 @@ impl Agent {
         let (peer, message) = (*peer, message.clone());
         node.close(now, stream);
         self.handshakes.outbound.remove(&stream);
+        if message.kind == HandshakeType::Revoke {
+            self.handshakes.drop_after.insert(stream, peer);
+        }
         if !written {
             self.trust.handle_direct_failure(peer, &message);
         }
@@ -156,11 +207,19 @@ impl Agent {
         self.trust.handle_message(message, &arrival);
     }
 
-    /// A trust stream ended: an outbound one that never got written falls back to the relay.
-    fn trust_stream_closed(&mut self, stream: ConnId) {
+    /// A trust stream ended: an outbound one that never got written falls back to the relay;
+    /// a revoke's stream, written or not, releases the tunnel it kept up.
+    fn trust_stream_closed(&mut self, now: Instant, stream: ConnId) {
         self.handshakes.inbound.remove(&stream);
+        let mut revoked = self.handshakes.drop_after.remove(&stream);
         if let Some((peer, message)) = self.handshakes.outbound.remove(&stream) {
+            if message.kind == HandshakeType::Revoke {
+                revoked = Some(peer);
+            }
             self.trust.handle_direct_failure(peer, &message);
+        }
+        if let Some(peer) = revoked.filter(|p| !self.revoke_in_flight(*p)) {
+            self.drop_peer(now, peer);
         }
     }
 }

@@ -39,6 +39,7 @@ mod beacon_stream;
 mod config;
 mod control;
 mod dialing;
+mod directory;
 mod event;
 mod handshake;
 mod registration;
@@ -52,6 +53,7 @@ use std::time::Instant;
 use ed25519_dalek::SigningKey;
 
 pub use config::AgentConfig;
+pub use directory::NetworkRequest;
 pub use event::{AgentError, AgentEvent, AgentInfo, ControlId, Dial, DialId, PeerInfo, PeerRoute};
 pub use relay::{relay_marker, relay_target};
 pub use signal::{MAX_HOST_CANDIDATES, Signal};

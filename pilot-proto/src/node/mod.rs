@@ -35,7 +35,7 @@ pub use event::{NodeError, NodeEvent, NodeStats};
 
 use crate::Transmit;
 use crate::identity::Identity;
-use crate::pubsub::log::LogRecord;
+use crate::pubsub::log::{LogRecord, Recovery};
 use crate::pubsub::{Seq, Topic};
 use crate::rng::Rng;
 use crate::transport::{ConnId, Transport};
@@ -208,6 +208,15 @@ impl Node {
         let now = self.clamp(now);
         if let Some(broker) = &mut self.services.broker {
             broker.restore(now, records);
+        }
+    }
+
+    /// Like [`Node::restore_log`], from a whole [`Recovery`]: numbering also resumes after a
+    /// marker, so it survives a compaction that left no record.
+    pub fn restore_log_from(&mut self, now: Instant, recovery: Recovery) {
+        let now = self.clamp(now);
+        if let Some(broker) = &mut self.services.broker {
+            broker.restore_from(now, recovery);
         }
     }
 

@@ -51,12 +51,18 @@ impl Default for ClientConfig {
     }
 }
 
+/// ` (code)` after a refusal's text, when a hardened server gave a reason code.
+fn reason_suffix(code: Option<ErrorCode>) -> String {
+    code.map(|c| format!(" ({})", c.as_str()))
+        .unwrap_or_default()
+}
+
 /// Why a request did not get a success response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// The server answered `error`.
-    #[error("registry refused the request: {text}")]
+    #[error("registry refused the request: {text}{}", reason_suffix(*code))]
     Refused {
         /// The reason code, when the server is a hardened one.
         code: Option<ErrorCode>,
@@ -665,8 +671,114 @@ impl RegistryClient {
         )
     }
 
+    /// `set_tags` (replaces the whole list; empty clears).
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn set_tags(
+        &mut self,
+        now: Instant,
+        tags: Vec<String>,
+    ) -> Result<RequestId, RegistryError> {
+        let node_id = self.own_id()?;
+        let request = SetTags {
+            node_id,
+            tags,
+            ..SetTags::default()
+        };
+        self.send(now, Request::SetTags(request))
+    }
+
+    /// `create_network` (needs the registry's admin token).
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn create_network(
+        &mut self,
+        now: Instant,
+        name: &str,
+        join_rule: Option<String>,
+        tokens: NetworkTokens,
+    ) -> Result<RequestId, RegistryError> {
+        let request = CreateNetwork {
+            node_id: self.own_id()?,
+            name: name.into(),
+            join_rule,
+            token: tokens.join,
+            admin_token: tokens.admin,
+        };
+        self.send(now, Request::CreateNetwork(request))
+    }
+
+    /// `join_network`.
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn join_network(
+        &mut self,
+        now: Instant,
+        network_id: u16,
+        inviter_id: Option<u32>,
+        tokens: NetworkTokens,
+    ) -> Result<RequestId, RegistryError> {
+        let request = JoinNetwork {
+            node_id: self.own_id()?,
+            network_id,
+            token: tokens.join,
+            inviter_id,
+            admin_token: tokens.admin,
+        };
+        self.send(now, Request::JoinNetwork(request))
+    }
+
+    /// `leave_network`.
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn leave_network(
+        &mut self,
+        now: Instant,
+        network_id: u16,
+        admin_token: Option<String>,
+    ) -> Result<RequestId, RegistryError> {
+        let request = LeaveNetwork {
+            node_id: self.own_id()?,
+            network_id,
+            admin_token,
+        };
+        self.send(now, Request::LeaveNetwork(request))
+    }
+
+    /// `list_networks`.
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn list_networks(&mut self, now: Instant) -> Result<RequestId, RegistryError> {
+        self.send(now, Request::ListNetworks(Empty {}))
+    }
+
     fn own_id(&self) -> Result<u32, RegistryError> {
         self.node_id
             .ok_or_else(|| RegistryError::Protocol("not registered yet".into()))
+    }
+}
+
+/// The secrets a network request may carry: the network's join token and the registry's
+/// admin token (v0.5 networks need the admin token for every change).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NetworkTokens {
+    /// The network's join token (`token` join rule).
+    pub join: Option<String>,
+    /// The registry's admin token.
+    pub admin: Option<String>,
+}
+
+impl core::fmt::Debug for NetworkTokens {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let shown = |t: &Option<String>| if t.is_some() { "<set>" } else { "<none>" };
+        f.debug_struct("NetworkTokens")
+            .field("join", &shown(&self.join))
+            .field("admin", &shown(&self.admin))
+            .finish()
     }
 }

@@ -40,7 +40,9 @@ pub use auth::{
     AUTH_WINDOW_SECS, AuthError, NonceCache, SignatureForm, parse_key, sign_request, verify_auth,
     verify_v05,
 };
-pub use client::{ClientConfig, ClientEvent, RegistryClient, RegistryError, RequestId};
+pub use client::{
+    ClientConfig, ClientEvent, NetworkTokens, RegistryClient, RegistryError, RequestId,
+};
 pub use server::{
     CloseReason, ConnectionId, RegistryConfig, RegistryServer, ServerEvent, StreamTransmit,
 };

@@ -244,9 +244,11 @@ impl TrustStore {
         self.outgoing.remove(&peer);
         let message = self.message(HandshakeType::Revoke, peer, ("", "trust revoked"), unix_now);
         self.actions.push_back(TrustAction::RevokeTrust { peer });
-        self.actions.push_back(TrustAction::DropTunnel { peer });
+        // The revoke goes out first: it needs the tunnel that `DropTunnel` takes down (the
+        // agent defers the drop until the revoke's stream has ended).
         self.actions
             .push_back(TrustAction::SendDirect { peer, message });
+        self.actions.push_back(TrustAction::DropTunnel { peer });
         self.actions.push_back(TrustAction::Persist);
         Ok(())
     }

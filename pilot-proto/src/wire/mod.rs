@@ -5,6 +5,7 @@
 
 pub mod addr;
 pub mod beacon;
+pub mod beacon_stream;
 pub mod dataexchange;
 pub mod event;
 pub mod ipc;

@@ -11,6 +11,7 @@ use futures_core::Stream as _;
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::{Accepted, Client, ConnEvent, Waiter};
+use crate::client_proto::routes::RecvBuf;
 use crate::client_proto::{CHUNK, ClientError, decode_error, encode, expect_send_ok, to_io};
 use crate::shim::addr::AddrPort;
 use crate::shim::ipc::Message;
@@ -24,9 +25,7 @@ pub struct Conn {
     client: Client,
     /// Boxed because an `async_channel::Receiver` is not `Unpin`.
     rx: Pin<Box<Receiver<ConnEvent>>>,
-    buf: Vec<u8>,
-    pos: usize,
-    eof: bool,
+    read: RecvBuf,
     writing: Option<Pending>,
     closed: bool,
 }
@@ -66,7 +65,7 @@ impl Client {
     pub async fn listen(&self, port: u16) -> Result<Listener, ClientError> {
         let (tx, rx) = async_channel::bounded(64);
         if let Ok(mut t) = self.inner.tables.lock() {
-            t.listeners.insert(port, tx);
+            t.bind(port, tx);
         }
         let body = self.request(encode(&Message::Bind { port })).await?;
         match Message::decode(&body) {
@@ -77,7 +76,7 @@ impl Client {
             }),
             _ => {
                 if let Ok(mut t) = self.inner.tables.lock() {
-                    t.listeners.remove(&port);
+                    t.unbind(port);
                 }
                 Err(decode_error(&body))
             }
@@ -105,9 +104,7 @@ impl Conn {
             remote,
             client,
             rx: Box::pin(rx),
-            buf: Vec::new(),
-            pos: 0,
-            eof: false,
+            read: RecvBuf::default(),
             writing: None,
             closed: false,
         }
@@ -145,13 +142,10 @@ impl Conn {
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while self.pos >= self.buf.len() && !self.eof {
+        while self.read.wants_data() {
             match ready!(self.rx.as_mut().poll_next(cx)) {
-                Some(ConnEvent::Data(data)) => {
-                    self.buf = data;
-                    self.pos = 0;
-                }
-                Some(ConnEvent::Closed) | None => self.eof = true,
+                Some(ConnEvent::Data(data)) => self.read.fill(data),
+                Some(ConnEvent::Closed) | None => self.read.finish(),
             }
         }
         Poll::Ready(())
@@ -193,11 +187,7 @@ impl AsyncRead for Conn {
         out: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_fill(cx));
-        let n = out.len().min(self.buf.len() - self.pos);
-        let start = self.pos;
-        out[..n].copy_from_slice(&self.buf[start..start + n]);
-        self.pos += n;
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok(self.read.read_into(out)))
     }
 }
 
@@ -232,7 +222,7 @@ impl AsyncWrite for Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Ok(mut t) = self.client.inner.tables.lock() {
-            t.conns.remove(&self.id);
+            t.remove_conn(self.id);
         }
         self.close_best_effort();
     }

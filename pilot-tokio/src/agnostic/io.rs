@@ -48,10 +48,7 @@ async fn run(stream: Async<UnixStream>, out_rx: Receiver<Vec<u8>>, inner: Weak<I
     if let Some(inner) = inner.upgrade()
         && let Ok(mut t) = inner.tables.lock()
     {
-        t.closed = true;
-        t.pending.clear();
-        t.conns.clear();
-        t.listeners.clear();
+        t.close();
     }
 }
 
@@ -94,14 +91,14 @@ fn on_reply(inner: &Inner, tag: u32, reply: &[u8]) {
     let Ok(mut t) = inner.tables.lock() else {
         return;
     };
-    match t.pending.remove(&tag) {
+    match t.take_waiter(tag) {
         Some(Waiter::Plain(tx)) => {
             let _ = tx.try_send(reply.to_vec());
         }
         Some(Waiter::Dial(tx)) => {
             let result = dial_reply(reply).map(|conn| {
                 let (ctx, crx) = async_channel::bounded(CONN_QUEUE);
-                t.conns.insert(conn, ctx);
+                t.add_conn(conn, ctx);
                 (conn, crx)
             });
             let _ = tx.try_send(result);
@@ -113,11 +110,7 @@ fn on_reply(inner: &Inner, tag: u32, reply: &[u8]) {
 async fn on_push(inner: &Inner, push: &[u8]) {
     match Message::decode(push) {
         Ok(Message::Recv { conn, data }) => {
-            let tx = inner
-                .tables
-                .lock()
-                .ok()
-                .and_then(|t| t.conns.get(&conn).cloned());
+            let tx = inner.tables.lock().ok().and_then(|t| t.conn(conn));
             if let Some(tx) = tx {
                 let _ = tx.send(ConnEvent::Data(data)).await;
             }
@@ -127,7 +120,7 @@ async fn on_push(inner: &Inner, push: &[u8]) {
                 .tables
                 .lock()
                 .ok()
-                .and_then(|mut t| t.conns.remove(&conn));
+                .and_then(|mut t| t.remove_conn(conn));
             if let Some(tx) = tx {
                 let _ = tx.send(ConnEvent::Closed).await;
             }
@@ -146,12 +139,9 @@ async fn on_push(inner: &Inner, push: &[u8]) {
 
 async fn on_accept(inner: &Inner, local_port: u16, conn: u32, remote: AddrPort) {
     let (ctx, crx) = async_channel::bounded(CONN_QUEUE);
-    let listener = {
-        let Ok(mut t) = inner.tables.lock() else {
-            return;
-        };
-        t.conns.insert(conn, ctx);
-        t.listeners.get(&local_port).cloned()
+    let listener = match inner.tables.lock() {
+        Ok(mut t) => t.accept(local_port, conn, ctx),
+        Err(_) => return,
     };
     if let Some(listener) = listener {
         let _ = listener.send((conn, remote, crx)).await;

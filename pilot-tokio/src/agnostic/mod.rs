@@ -30,7 +30,6 @@
 //! - Datagrams, hostnames, trust and webhook requests are not wrapped here; use
 //!   [`Client::request`] with an encoded `crate::shim::ipc::Message` for those.
 
-use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +39,7 @@ use async_channel::{Receiver, Sender};
 use async_io::Async;
 use serde_json::Value;
 
+use crate::client_proto::routes::Routes;
 use crate::client_proto::{
     ClientError, address_from_info, connect_error, encode, json_reply, shutdown_pid,
 };
@@ -74,13 +74,8 @@ enum ConnEvent {
 /// An accepted connection as the reader hands it to a listener.
 type Accepted = (u32, AddrPort, Receiver<ConnEvent>);
 
-#[derive(Default)]
-struct Tables {
-    pending: HashMap<u32, Waiter>,
-    conns: HashMap<u32, Sender<ConnEvent>>,
-    listeners: HashMap<u16, Sender<Accepted>>,
-    closed: bool,
-}
+/// The reader's routing tables (shared bookkeeping, this client's channels).
+type Tables = Routes<Waiter, Sender<ConnEvent>, Sender<Accepted>>;
 
 struct Inner {
     out: Sender<Vec<u8>>,
@@ -142,17 +137,10 @@ impl Client {
 
     async fn send_tagged(&self, body: Vec<u8>, waiter: Waiter) -> Result<(), ClientError> {
         let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut t = self
-                .inner
-                .tables
-                .lock()
-                .map_err(|_| ClientError::Disconnected)?;
-            if t.closed {
-                return Err(ClientError::Disconnected);
-            }
-            t.pending.insert(tag, waiter);
-        }
+        let tables = self.inner.tables.lock();
+        tables
+            .map_err(|_| ClientError::Disconnected)?
+            .expect_reply(tag, waiter)?;
         self.inner
             .out
             .send(framing::with_tag(Some(tag), body))

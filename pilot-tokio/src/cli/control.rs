@@ -1,5 +1,5 @@
-//! Commands answered by one daemon request: info, hostnames, trust, peers, connections,
-//! networks and webhooks.
+//! Commands answered by one daemon request: info, hostnames, trust, peers, connections and
+//! networks.
 
 use serde_json::{Value, json};
 
@@ -47,21 +47,6 @@ pub(super) async fn resolve_target(
 
 pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
     let out = ctx.out;
-    match command {
-        Command::SetWebhook { .. } | Command::ClearWebhook => {
-            return Err(CliError::new("unavailable", "webhooks are not available in this build yet")
-                .hint("follow the webhook issue; events can be read with `pilotctl subscribe --json` meanwhile"));
-        }
-        Command::Join { network } => {
-            return Err(CliError::new(
-                "unavailable",
-                format!(
-                    "cannot join network {network}: networks are not supported by this daemon yet"
-                ),
-            ));
-        }
-        _ => {}
-    }
     let client = ctx.client().await?;
     match command {
         Command::Info => {

@@ -52,6 +52,10 @@ pub(super) struct DaemonArgs {
     /// Beacon host:port (used with --registry).
     #[arg(long, env = "PILOT_BEACON")]
     beacon: Option<String>,
+    /// Beacon TCP host:port, tried only when the beacon is silent over UDP (a pilot-rs
+    /// rendezvous serves it on the beacon's port number) [default: the beacon address].
+    #[arg(long, env = "PILOT_BEACON_TCP")]
+    beacon_tcp: Option<String>,
     /// Tunnel UDP listen address [default: 127.0.0.1:0 embedded, 0.0.0.0:0 with --registry].
     #[arg(long, env = "PILOT_LISTEN")]
     listen: Option<String>,
@@ -95,6 +99,14 @@ pub(super) struct RendezvousArgs {
     /// Where registry state is kept [default: <home>/rendezvous].
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Switch networks on: create, join and leave must carry this token. Without it the
+    /// registry refuses networks, as a v0.5 registry does.
+    #[arg(
+        long = "admin-token",
+        env = "PILOT_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
 }
 
 pub(super) async fn run(ctx: &Ctx, action: DaemonAction) -> Result<(), CliError> {
@@ -123,6 +135,10 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         .map(|b| config::endpoint("beacon", &b))
         .transpose()
         .map_err(bad)?;
+    let beacon_tcp = pick(args.beacon_tcp.clone(), &file.beacon_tcp)
+        .map(|b| config::endpoint("beacon tcp", &b))
+        .transpose()
+        .map_err(bad)?;
     let default_listen = if registry.is_some() {
         "0.0.0.0:0"
     } else {
@@ -135,6 +151,7 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         paths: ctx.paths.clone(),
         registry,
         beacon,
+        beacon_tcp,
         listen: config::endpoint("listen", &listen).map_err(bad)?,
         hostname: pick(args.hostname.clone(), &file.hostname),
         public: args.public || file.public.unwrap_or(false),
@@ -182,9 +199,10 @@ async fn start(ctx: &Ctx, args: DaemonArgs) -> Result<(), CliError> {
                 format!("the daemon did not answer within {:?}", args.wait),
             )
             .hint(format!(
-                    "the daemon keeps trying in the background (stop it with: pilotctl daemon stop); see the log: {}",
-                    ctx.paths.logfile.display()
-                )));
+                "the daemon keeps trying in the background (stop it with: pilotctl daemon \
+                     stop); see the log: {}",
+                ctx.paths.logfile.display()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -240,6 +258,7 @@ fn spawn_run(ctx: &Ctx, args: &DaemonArgs) -> Result<std::process::Child, CliErr
     let flags = [
         ("--registry", &args.registry),
         ("--beacon", &args.beacon),
+        ("--beacon-tcp", &args.beacon_tcp),
         ("--listen", &args.listen),
         ("--hostname", &args.hostname),
         ("--rendezvous-registry", &args.rendezvous_registry),
@@ -403,6 +422,7 @@ pub(super) async fn rendezvous(ctx: &Ctx, args: RendezvousArgs) -> Result<(), Cl
         state_dir: args
             .state_dir
             .unwrap_or_else(|| ctx.paths.home.join("rendezvous")),
+        admin_token: args.admin_token,
     };
     let rv = crate::rendezvous::start(&config)
         .await

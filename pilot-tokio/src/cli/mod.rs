@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod control;
 mod daemon_cmd;
+mod directory;
 mod net;
 pub mod output;
+mod webhook;
 
 use output::{CliError, Out};
 
@@ -130,18 +132,15 @@ enum Command {
     Subscribe(net::SubscribeArgs),
     /// Publish an event: `publish <topic> <data>` or `publish <node> <topic> --data <data>`.
     Publish(net::PublishArgs),
-    /// Join a network (needs a rendezvous that supports networks).
-    Join {
-        /// The network id.
-        network: u16,
-    },
-    /// Send webhook notifications to a URL (not available in this build yet).
-    SetWebhook {
-        /// http:// or https:// URL.
-        url: String,
-    },
-    /// Stop webhook notifications (not available in this build yet).
-    ClearWebhook,
+    #[command(flatten)]
+    Directory(directory::DirectoryCommand),
+    /// Receive provider webhooks as events (`set-webhook <url>`) and/or POST events out
+    /// (`--outbound <url>`), signed and retried.
+    SetWebhook(webhook::SetWebhookArgs),
+    /// Stop the webhook receiver and/or outbound delivery (both by default).
+    ClearWebhook(webhook::ClearWebhookArgs),
+    /// Show the webhook configuration and counters (received, duplicates, rejected, delivered).
+    WebhookStatus,
 }
 
 /// Runs `pilotctl` with the process arguments and returns the exit code.
@@ -254,6 +253,10 @@ async fn run(cli: Cli, out: Out) -> Result<(), CliError> {
         Command::Listen(args) => net::listen(&ctx, args).await,
         Command::Subscribe(args) => net::subscribe(&ctx, args).await,
         Command::Publish(args) => net::publish(&ctx, args).await,
+        Command::Directory(command) => directory::run(&ctx, command).await,
+        Command::SetWebhook(args) => webhook::set(&ctx, args).await,
+        Command::ClearWebhook(args) => webhook::clear(&ctx, args).await,
+        Command::WebhookStatus => webhook::status(&ctx).await,
         other => control::run(&ctx, other).await,
     }
 }

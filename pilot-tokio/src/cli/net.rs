@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::Ctx;
 use super::control::resolve_target;
 use super::output::{CliError, parse_duration};
-use crate::client::{Client, PORT_ECHO};
+use crate::client::{Client, EventItem, PORT_ECHO};
 use crate::shim::addr::{Addr, AddrPort};
 
 const PORT_DATA_EXCHANGE: u16 = 1001;
@@ -85,6 +85,11 @@ pub(super) struct SubscribeArgs {
     /// Exit after this long (0 = never).
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     timeout: Duration,
+    /// Resume: first the retained events from this sequence number on, then live ones; a gap
+    /// notice line says which were gone. Uses the extended protocol (this implementation's
+    /// brokers only) and prints each event's sequence number.
+    #[arg(long, value_name = "SEQ")]
+    since: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +132,9 @@ pub(super) async fn subscribe(ctx: &Ctx, args: SubscribeArgs) -> Result<(), CliE
     };
     let client = ctx.client().await?;
     let node = target_or_self(ctx, &client, target).await?;
+    if let Some(since) = args.since {
+        return subscribe_since(ctx, &args, &client, (node, topic), since).await;
+    }
     let mut sub = client.subscribe_at(node, topic).await?;
     ctx.out.note(format!(
         "subscribed to {topic:?} on {node} — waiting for events..."
@@ -156,6 +164,110 @@ pub(super) async fn subscribe(ctx: &Ctx, args: SubscribeArgs) -> Result<(), CliE
             }
         }
     }
+    finish_subscribe(ctx, &args, events, timed_out);
+    Ok(())
+}
+
+/// `subscribe --since`: the extended protocol; events carry `seq`, gap notices are items too.
+async fn subscribe_since(
+    ctx: &Ctx,
+    args: &SubscribeArgs,
+    client: &Client,
+    (node, topic): (Addr, &str),
+    since: u64,
+) -> Result<(), CliError> {
+    let at = deadline(args.timeout);
+    // A v0.5 broker takes the hello for a subscription and never answers it: bounded too.
+    let Some(sub) = until(at, client.subscribe_since_at(node, topic, since)).await else {
+        let text = format!("{node}: no answer to the extended subscribe (a v0.5 broker?)");
+        return Err(CliError::new("timeout", text));
+    };
+    let mut sub = sub?;
+    ctx.out.note(format!(
+        "subscribed to {topic:?} on {node} from seq {since} (head {}) — waiting for events...",
+        sub.head()
+    ));
+    let (mut items, mut events) = (Vec::new(), 0);
+    let mut timed_out = false;
+    loop {
+        let Some(next) = until(at, sub.next_item()).await else {
+            timed_out = true;
+            break;
+        };
+        let Some(item) = next else { break };
+        let (obj, is_event) = item_json(&item?);
+        if args.count == 0 {
+            print_item(ctx, &obj);
+            continue;
+        }
+        items.push(obj);
+        events += usize::from(is_event);
+        if events >= args.count {
+            break;
+        }
+    }
+    finish_subscribe(ctx, args, items, timed_out);
+    Ok(())
+}
+
+/// An event or gap notice as JSON; the flag says whether it is an event.
+fn item_json(item: &EventItem) -> (Value, bool) {
+    match item {
+        EventItem::Event {
+            seq,
+            topic,
+            payload,
+            ..
+        } => {
+            let data = String::from_utf8_lossy(payload).into_owned();
+            let obj = json!({"seq": seq, "bytes": payload.len(), "data": data, "topic": topic});
+            (obj, true)
+        }
+        EventItem::Gap {
+            from,
+            to,
+            missed,
+            reason,
+            ..
+        } => {
+            let gap = json!({"from": from, "to": to, "missed": missed, "reason": reason});
+            (json!({ "gap": gap }), false)
+        }
+    }
+}
+
+fn print_item(ctx: &Ctx, obj: &Value) {
+    if ctx.out.json {
+        println!("{obj}");
+    } else {
+        println!("{}", item_text(obj));
+    }
+}
+
+/// One line of text: `[topic] data` (with `#seq` when known) or the gap notice.
+fn item_text(obj: &Value) -> String {
+    if let Some(gap) = obj.get("gap") {
+        return format!(
+            "gap: events {}..={} are gone ({} missed, {})",
+            gap["from"],
+            gap["to"],
+            gap["missed"],
+            gap["reason"].as_str().unwrap_or_default()
+        );
+    }
+    let text = format!(
+        "[{}] {}",
+        obj["topic"].as_str().unwrap_or_default(),
+        obj["data"].as_str().unwrap_or_default()
+    );
+    match obj.get("seq") {
+        Some(seq) => format!("#{seq} {text}"),
+        None => text,
+    }
+}
+
+/// With `--count`, prints everything collected as one result.
+fn finish_subscribe(ctx: &Ctx, args: &SubscribeArgs, events: Vec<Value>, timed_out: bool) {
     if timed_out {
         ctx.out.note("timeout");
     }
@@ -166,18 +278,11 @@ pub(super) async fn subscribe(ctx: &Ctx, args: SubscribeArgs) -> Result<(), CliE
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|e| {
-                        format!(
-                            "[{}] {}",
-                            e["topic"].as_str().unwrap_or_default(),
-                            e["data"].as_str().unwrap_or_default()
-                        )
-                    })
+                    .map(item_text)
                     .collect::<Vec<_>>()
                     .join("\n")
             });
     }
-    Ok(())
 }
 
 pub(super) async fn publish(ctx: &Ctx, args: PublishArgs) -> Result<(), CliError> {
@@ -294,7 +399,10 @@ pub(super) async fn send(ctx: &Ctx, args: SendArgs) -> Result<(), CliError> {
         response.extend_from_slice(&buf[..n]);
     }
     let response = String::from_utf8_lossy(&response).into_owned();
-    let data = json!({"target": addr.to_string(), "port": args.port, "sent": args.data.len(), "response": response});
+    let data = json!({
+        "target": addr.to_string(), "port": args.port, "sent": args.data.len(),
+        "response": response,
+    });
     ctx.out.ok(data, |d| {
         format!(
             "sent {} bytes; response: {}",
@@ -365,7 +473,10 @@ pub(super) async fn listen(ctx: &Ctx, args: ListenArgs) -> Result<(), CliError> 
             continue;
         }
         let text = String::from_utf8_lossy(&data).into_owned();
-        let obj = json!({"bytes": data.len(), "data": text, "src_addr": src.addr.to_string(), "src_port": src.port});
+        let obj = json!({
+            "bytes": data.len(), "data": text,
+            "src_addr": src.addr.to_string(), "src_port": src.port,
+        });
         if args.count == 0 {
             if ctx.out.json {
                 println!("{obj}")
@@ -501,4 +612,38 @@ fn progress(ctx: &Ctx, size: u64) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_gap_notices_print_one_line_each() {
+        let event = EventItem::Event {
+            subscription: 1,
+            seq: 7,
+            topic: "jobs.done".to_owned(),
+            payload: b"ok".to_vec(),
+        };
+        let (obj, is_event) = item_json(&event);
+        assert!(is_event);
+        assert_eq!(obj["seq"], 7);
+        assert_eq!(item_text(&obj), "#7 [jobs.done] ok");
+
+        let gap = EventItem::Gap {
+            subscription: 1,
+            from: 3,
+            to: 5,
+            missed: 3,
+            reason: "expired",
+        };
+        let (obj, is_event) = item_json(&gap);
+        assert!(!is_event);
+        assert_eq!(obj["gap"]["to"], 5);
+        assert_eq!(
+            item_text(&obj),
+            "gap: events 3..=5 are gone (3 missed, expired)"
+        );
+    }
 }

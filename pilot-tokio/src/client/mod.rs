@@ -35,6 +35,7 @@ pub(crate) use crate::client_proto::{CHUNK, decode_error, encode, expect_send_ok
 use crate::client_proto::{address_from_info, connect_error, json_reply, shutdown_pid};
 use crate::framing::{self, SHUTDOWN};
 use crate::shim::addr::{Addr, AddrPort};
+use crate::shim::extension::Extension;
 use crate::shim::ipc::Message;
 
 mod conn;
@@ -45,7 +46,7 @@ pub use crate::client_proto::{
     ClientError, Event, MAX_PAYLOAD, MAX_TOPIC, PORT_ECHO, PORT_EVENTS, encode_event,
 };
 pub use conn::{Conn, Listener};
-pub use events::Subscription;
+pub use events::{EventItem, EventSession, Subscription};
 
 pub(crate) enum Waiter {
     Plain(oneshot::Sender<Vec<u8>>),
@@ -150,6 +151,28 @@ impl Client {
         let mut args = node.map(|n| n.to_be_bytes().to_vec()).unwrap_or_default();
         args.extend_from_slice(text.as_bytes());
         self.json(Message::Handshake { sub, args }).await
+    }
+
+    /// Makes this node public (its endpoint resolvable by anyone) or private.
+    pub async fn set_visibility(&self, public: bool) -> Result<Value, ClientError> {
+        self.json(Message::SetVisibility { public }).await
+    }
+
+    /// Replaces this node's tags at the registry (at most 3; empty clears).
+    pub async fn set_tags(&self, tags: &[String]) -> Result<Value, ClientError> {
+        let json = serde_json::to_vec(tags).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.json(Message::SetTags { json }).await
+    }
+
+    /// Removes this node's entry from the registry until the daemon registers again.
+    pub async fn deregister(&self) -> Result<Value, ClientError> {
+        self.json(Message::Deregister).await
+    }
+
+    /// Sends one of this daemon's extension requests (networks) and returns its JSON reply.
+    pub async fn extension(&self, request: &Extension) -> Result<Value, ClientError> {
+        let json = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.json(Message::Extension { json }).await
     }
 
     /// Sets the webhook URL ("" clears).

@@ -1,5 +1,7 @@
 //! What IPC sessions ask of the driver task, and what the driver pushes back to them.
 
+use pilot_proto::agent::NetworkRequest;
+use pilot_proto::registry::NetworkTokens;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,6 +70,7 @@ pub enum Command {
 
 /// Control requests (info, registry and trust operations).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum ControlOp {
     /// The daemon info object.
     Info,
@@ -87,6 +90,17 @@ pub enum ControlOp {
     Trusted,
     /// Revoke trust.
     Untrust(u32),
+    /// Make the node public (true) or private at the registry.
+    SetVisibility(bool),
+    /// Remove this node's registry entry.
+    Deregister,
+    /// Replace this node's tags at the registry.
+    SetTags(Vec<String>),
+    /// A network operation at the registry (an IPC extension).
+    Network {
+        request: NetworkRequest,
+        tokens: NetworkTokens,
+    },
     /// A v0.5 command this daemon does not support yet (name for the error text).
     Unsupported(&'static str),
 }

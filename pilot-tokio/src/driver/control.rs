@@ -1,7 +1,7 @@
 //! IPC control operations inside the driver: `info` (from the agent's snapshot and the node's
 //! counters), hostname resolve and set (registry requests answered by
-//! `AgentEvent::ControlResult`), and their v0.5-shaped JSON replies. Trust operations are in
-//! `trust`.
+//! `AgentEvent::ControlResult`), visibility, tags, deregistration and networks (the same),
+//! and their v0.5-shaped JSON replies. Trust operations are in `trust`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -40,6 +40,12 @@ impl Driver {
             ControlOp::Info => return drop(reply.send(Ok(self.info()))),
             ControlOp::Resolve(name) => self.agent.resolve_hostname(now, name),
             ControlOp::SetHostname(name) => self.agent.set_hostname(now, name),
+            ControlOp::SetVisibility(public) => self.agent.set_visibility(now, *public),
+            ControlOp::Deregister => self.agent.deregister(now),
+            ControlOp::SetTags(tags) => self.agent.set_tags(now, tags.clone()),
+            ControlOp::Network { request, tokens } => {
+                self.agent.network(now, request.clone(), tokens.clone())
+            }
             ControlOp::Unsupported(what) => {
                 return drop(
                     reply.send(Err(format!("{what} is not supported by this daemon yet"))),

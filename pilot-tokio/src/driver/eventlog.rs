@@ -1,20 +1,272 @@
-//! Events the daemon publishes itself ([`Command::PublishDurable`](super::commands::Command)),
-//! for bridges such as the inbound webhook receiver.
+//! The daemon's event log, `<home>/events.log`: the broker's retained events on disk, so they
+//! survive a restart or a crash, and [`Command::PublishDurable`](super::commands::Command), the
+//! daemon's own publishes, answered once their record is on disk.
+//!
+//! The file format is `pilot_proto::pubsub::log` (header, then length- and CRC-framed records
+//! and markers). Who does what:
+//!
+//! - The broker runs with `persistent` on: every accepted publish becomes a
+//!   `NodeEvent::LogAppend` and stays invisible (not delivered, not acknowledged) until the
+//!   driver calls `Agent::handle_persisted`.
+//! - The driver collects the records of one turn into a batch ([`EventLog::append`]) and, at
+//!   the end of the turn, hands it to a dedicated writer thread ([`EventLog::flush`]) unless a
+//!   batch is already being written: that is the group commit, one write and one `fdatasync`
+//!   for everything that arrived meanwhile. The thread answers [`Done::Appended`] and the
+//!   driver reports the batch persisted ([`Driver::on_log_done`]).
+//! - `NodeEvent::LogEvicted` marks the oldest records dead. When the dead prefix is at least
+//!   [`COMPACT_MIN`] and as large as the live part, the thread rewrites the file (header, a
+//!   marker for the last evicted sequence number, the live records) to `events.log.tmp`, syncs
+//!   it, renames it over the log and syncs the directory.
+//! - At start the thread reads the file, keeps its valid prefix (`log::recover`: a torn or
+//!   corrupt tail is cut) and the driver restores it into the broker as soon as the node exists
+//!   (right after registration, before any peer can reach port 1002).
 //!
 //! # Limitations
 //!
-//! - The daemon's broker log lives in memory only: the reply is sent as soon as the broker
-//!   has sequenced the event, and a restart forgets it.
+//! - A failed write or sync stops the log for the rest of the run: later events are refused or
+//!   stay undelivered (never acknowledged) until the daemon restarts, since the file's state
+//!   after a failed sync is unknown.
+//! - A compaction rewrites the live part of the file while appends wait behind it.
+//! - Durable subscription positions are not saved (`Broker::durables_snapshot` is not reachable
+//!   through the agent): after a restart durable subscribers resume from their own `since`.
 
-use pilot_proto::pubsub::Topic;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use pilot_proto::pubsub::log::{self, FILE_HEADER, LogError, Recovery};
+use pilot_proto::pubsub::{Seq, Topic};
+use tokio::sync::{mpsc, oneshot};
 
 use super::commands::Reply;
 use super::control::error_text;
 use super::{Driver, clock};
 
+/// Dead bytes at the front of the file below which it is never compacted.
+pub(super) const COMPACT_MIN: u64 = 1 << 20;
+
+/// Bytes of one marker entry (`log::encode_marker`).
+const MARKER_LEN: u64 = 18;
+
+/// The header's length, where the first entry starts.
+const HEADER_LEN: u64 = FILE_HEADER.len() as u64;
+
+/// What the writer thread is asked to do, in order.
+#[derive(Debug)]
+enum Job {
+    /// Append these records and sync; `through` is the last sequence number among them.
+    Append { bytes: Vec<u8>, through: Seq },
+    /// Drop `drop` bytes after the header and put a marker for `marker` in their place.
+    Compact { drop: u64, marker: Seq },
+}
+
+/// What the writer thread reports back to the driver.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// Every record through this sequence number is on disk.
+    Appended(Seq),
+    /// A compaction ended; on error the old file is still in place.
+    Compacted(Result<(), String>),
+    /// A write or sync failed; the thread has stopped.
+    Failed(String),
+}
+
+/// The driver's side of the log: the batch being collected, what the file holds, and the
+/// daemon's own publishes waiting for their record to reach the disk.
+#[derive(Debug, Default)]
+pub(super) struct EventLog {
+    /// `None` when persistence is off (no path, the file could not be opened, or it failed).
+    jobs: Option<std_mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    /// What the file held at start, until the node exists to take it.
+    recovery: Option<Recovery>,
+    batch: Vec<u8>,
+    batch_through: Option<Seq>,
+    in_flight: usize,
+    waiting: VecDeque<(Seq, Reply<u64>)>,
+    layout: Layout,
+}
+
+/// How the file's bytes after the header divide into dead ones (evicted records, markers) at
+/// the front and live records after them.
+#[derive(Debug, Default)]
+struct Layout {
+    live: VecDeque<(Seq, u64)>,
+    live_bytes: u64,
+    dead: u64,
+    evicted: Option<Seq>,
+    /// Bytes a running compaction drops (restored to `dead` if it fails).
+    compacting: Option<u64>,
+    /// Dead bytes needed before the next compaction (raised after a failed one).
+    min_dead: u64,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log at `path` on a new writer thread and reads back what it
+    /// holds. Without a path, or when the file cannot be used, the log is off (see
+    /// [`EventLog::is_on`]) and the error is logged.
+    pub(super) async fn open(path: Option<PathBuf>) -> (EventLog, mpsc::UnboundedReceiver<Done>) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let Some(path) = path else {
+            return (EventLog::default(), done_rx);
+        };
+
+        let (jobs, job_rx) = std_mpsc::channel();
+        let (opened_tx, opened_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("pilot-eventlog".into())
+            .spawn(move || writer_thread(path, opened_tx, job_rx, done_tx));
+        let Ok(thread) = thread else {
+            tracing::error!("event log: no writer thread; events are kept in memory only");
+            return (EventLog::default(), done_rx);
+        };
+        let recovery = match opened_rx.await {
+            Ok(Ok(recovery)) => recovery,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "event log unusable; events are kept in memory only");
+                return (EventLog::default(), done_rx);
+            }
+            Err(_) => return (EventLog::default(), done_rx),
+        };
+
+        let log = EventLog {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            layout: Layout::recovered(&recovery),
+            recovery: Some(recovery),
+            ..EventLog::default()
+        };
+        (log, done_rx)
+    }
+
+    /// Whether events reach the disk (the broker must then run with `persistent` on).
+    pub(super) fn is_on(&self) -> bool {
+        self.jobs.is_some()
+    }
+
+    /// Adds one record (already encoded by the broker) to this turn's batch.
+    fn append(&mut self, seq: Seq, record: &[u8]) {
+        if self.jobs.is_none() {
+            return;
+        }
+        self.batch.extend_from_slice(record);
+        self.batch_through = Some(seq);
+        self.layout.live.push_back((seq, record.len() as u64));
+        self.layout.live_bytes += record.len() as u64;
+    }
+
+    /// Marks the records through `through` dead.
+    fn evicted(&mut self, through: Seq) {
+        let layout = &mut self.layout;
+        while let Some(&(seq, len)) = layout.live.front()
+            && seq <= through
+        {
+            layout.live.pop_front();
+            layout.live_bytes -= len;
+            layout.dead += len;
+        }
+        layout.evicted = Some(layout.evicted.map_or(through, |e| e.max(through)));
+    }
+
+    /// End of a driver turn: unless the thread is busy, hands it the batch collected so far and,
+    /// when due, a compaction.
+    fn flush(&mut self) {
+        let Some(jobs) = &self.jobs else { return };
+        if self.in_flight > 0 {
+            return;
+        }
+
+        if let Some(through) = self.batch_through.take() {
+            let bytes = std::mem::take(&mut self.batch);
+            if jobs.send(Job::Append { bytes, through }).is_ok() {
+                self.in_flight += 1;
+            }
+        }
+
+        if let Some((drop, marker)) = self.layout.compaction_due()
+            && jobs.send(Job::Compact { drop, marker }).is_ok()
+        {
+            self.in_flight += 1;
+            self.layout.start_compaction(drop);
+        }
+    }
+
+    /// Stops the log for this run after a write failure; every waiting publish is refused.
+    fn fail(&mut self, error: &str) {
+        tracing::error!(%error, "event log write failed; events are no longer stored");
+        self.jobs = None;
+        self.batch = Vec::new();
+        self.batch_through = None;
+        for (_, reply) in self.waiting.drain(..) {
+            let _ = reply.send(Err("the event log failed; event not stored".to_owned()));
+        }
+    }
+
+    /// Writes what is left and waits for the writer thread (clean shutdown).
+    pub(super) async fn close(mut self) {
+        if let (Some(jobs), Some(through)) = (&self.jobs, self.batch_through.take()) {
+            let bytes = std::mem::take(&mut self.batch);
+            let _ = jobs.send(Job::Append { bytes, through });
+        }
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Layout {
+    /// The layout of a file just recovered: markers and anything else that is not a record
+    /// count as dead.
+    fn recovered(recovery: &Recovery) -> Layout {
+        let live: VecDeque<(Seq, u64)> = recovery
+            .records
+            .iter()
+            .map(|r| (r.seq, log::encoded_len(&r.topic, r.payload.len()) as u64))
+            .collect();
+        let live_bytes = live.iter().map(|(_, len)| len).sum();
+        let body = (recovery.valid_len as u64).saturating_sub(HEADER_LEN);
+        Layout {
+            live,
+            live_bytes,
+            dead: body.saturating_sub(live_bytes),
+            min_dead: COMPACT_MIN,
+            ..Layout::default()
+        }
+    }
+
+    /// The bytes to drop and the marker to write, when compaction pays off.
+    fn compaction_due(&self) -> Option<(u64, Seq)> {
+        let worth = self.dead >= self.min_dead.max(COMPACT_MIN) && self.dead >= self.live_bytes;
+        if !worth || self.compacting.is_some() {
+            return None;
+        }
+        Some((self.dead, self.evicted?))
+    }
+
+    fn start_compaction(&mut self, drop: u64) {
+        self.compacting = Some(drop);
+        self.dead = MARKER_LEN;
+    }
+
+    fn end_compaction(&mut self, ok: bool) {
+        let Some(drop) = self.compacting.take() else {
+            return;
+        };
+        if !ok {
+            self.dead += drop.saturating_sub(MARKER_LEN);
+            self.min_dead = self.dead.saturating_mul(2);
+        }
+    }
+}
+
 impl Driver {
     /// Publishes `payload` on `topic` to the node's own broker and answers with its sequence
-    /// number.
+    /// number once the event's record is on disk.
     pub(super) fn publish_durable(&mut self, topic: &str, payload: &[u8], reply: Reply<u64>) {
         let topic = match Topic::parse(topic) {
             Ok(topic) => topic,
@@ -23,9 +275,431 @@ impl Driver {
                 return;
             }
         };
+        if !self.log.is_on() {
+            let _ = reply.send(Err("the event log is unavailable".to_owned()));
+            return;
+        }
 
-        // Limitation: not yet written to disk before the reply (see the module header).
-        let result = self.agent.publish_local(clock(), &topic, payload);
-        let _ = reply.send(result.map(|seq| seq.0).map_err(|e| error_text(&e)));
+        match self.agent.publish_local(clock(), &topic, payload) {
+            Ok(seq) => self.log.waiting.push_back((seq, reply)),
+            Err(e) => drop(reply.send(Err(error_text(&e)))),
+        }
+    }
+
+    /// `NodeEvent::LogAppend`: the record joins this turn's batch.
+    pub(super) fn on_log_append(&mut self, seq: Seq, record: &[u8]) {
+        self.log.append(seq, record);
+    }
+
+    /// `NodeEvent::LogEvicted`: records through `through` may leave the file.
+    pub(super) fn on_log_evicted(&mut self, through: Seq) {
+        self.log.evicted(through);
+    }
+
+    /// End of a driver turn: restores the recovered log once the node exists, then starts
+    /// writing what the turn appended.
+    pub(super) fn log_turn(&mut self) {
+        if self.log.recovery.is_some() && self.agent.node().is_some() {
+            self.restore_log();
+        }
+        self.log.flush();
+    }
+
+    fn restore_log(&mut self) {
+        let Some(recovery) = self.log.recovery.take() else {
+            return;
+        };
+        let (events, next) = (recovery.records.len(), recovery.next_seq.0);
+        match self.agent.restore_log_from(clock(), recovery) {
+            Ok(()) => tracing::info!(events, next, "event log restored into the broker"),
+            Err(e) => tracing::error!(error = %e, "event log not restored"),
+        }
+    }
+
+    /// The writer thread finished a job.
+    pub(super) fn on_log_done(&mut self, done: Done) {
+        self.log.in_flight = self.log.in_flight.saturating_sub(1);
+        match done {
+            Done::Appended(through) => {
+                self.agent.handle_persisted(clock(), through);
+                while let Some((seq, _)) = self.log.waiting.front()
+                    && *seq <= through
+                {
+                    if let Some((seq, reply)) = self.log.waiting.pop_front() {
+                        let _ = reply.send(Ok(seq.0));
+                    }
+                }
+            }
+            Done::Compacted(result) => {
+                if let Err(error) = &result {
+                    tracing::warn!(%error, "event log compaction failed; the old file is kept");
+                }
+                self.log.layout.end_compaction(result.is_ok());
+            }
+            Done::Failed(error) => self.log.fail(&error),
+        }
+    }
+}
+
+/// The writer thread: opens and recovers the file, reports the recovery, then runs jobs until
+/// the driver drops its sender or a write fails.
+fn writer_thread(
+    path: PathBuf,
+    opened: oneshot::Sender<Result<Recovery, String>>,
+    jobs: std_mpsc::Receiver<Job>,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let (mut writer, recovery) = match Writer::open(&path) {
+        Ok(opened) => opened,
+        Err(error) => return drop(opened.send(Err(error))),
+    };
+    let _ = opened.send(Ok(recovery));
+
+    while let Ok(job) = jobs.recv() {
+        let report = match job {
+            Job::Append { bytes, through } => match writer.append(&bytes) {
+                Ok(()) => Done::Appended(through),
+                Err(e) => {
+                    let _ = done.send(Done::Failed(e.to_string()));
+                    return;
+                }
+            },
+            Job::Compact { drop, marker } => {
+                Done::Compacted(writer.compact(drop, marker).map_err(|e| e.to_string()))
+            }
+        };
+        if done.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+/// The open log file and its length.
+#[derive(Debug)]
+struct Writer {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl Writer {
+    /// Opens the log (mode 0600), cuts what `log::recover` does not accept, and syncs.
+    fn open(path: &Path) -> Result<(Writer, Recovery), String> {
+        let _ = std::fs::remove_file(tmp_path(path));
+        let what = |e: std::io::Error| format!("{}: {e}", path.display());
+
+        let mut file = open_rw(path).map_err(what)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(what)?;
+        let recovery = match log::recover(&bytes) {
+            Ok(recovery) => recovery,
+            Err(error) => {
+                file = set_aside(path, error).map_err(what)?;
+                log::recover(&[]).map_err(|e| e.to_string())?
+            }
+        };
+        if recovery.discarded > 0 {
+            tracing::warn!(
+                bytes = recovery.discarded,
+                "event log: cut a torn or damaged tail"
+            );
+        }
+
+        let len = start_file(&mut file, recovery.valid_len as u64).map_err(what)?;
+        sync_dir(path).map_err(what)?;
+        let writer = Writer {
+            path: path.to_owned(),
+            file,
+            len,
+        };
+        Ok((writer, recovery))
+    }
+
+    /// Appends `bytes` and makes them durable; on failure cuts the file back to its last good
+    /// length (best effort).
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let result = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
+
+    /// Rewrites the file without the `drop` bytes after the header, a marker for `marker` in
+    /// their place: written to a temporary file, synced, renamed over the log. On error the old
+    /// file stays in use.
+    fn compact(&mut self, drop: u64, marker: Seq) -> std::io::Result<()> {
+        let tmp = tmp_path(&self.path);
+        let written = write_compacted(&mut self.file, &tmp, drop, marker);
+        self.file.seek(SeekFrom::End(0))?;
+        let renamed = written.and_then(|out| std::fs::rename(&tmp, &self.path).map(|()| out));
+        let (file, len) = match renamed {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+
+        self.file = file;
+        self.len = len;
+        if let Err(e) = sync_dir(&self.path) {
+            tracing::warn!(error = %e, "event log: directory sync after compaction failed");
+        }
+        Ok(())
+    }
+}
+
+/// Writes header, marker and everything after the first `drop` bytes of entries of `from` to
+/// a new file at `tmp` and syncs it; returns it (positioned at its end) and its length.
+fn write_compacted(
+    from: &mut File,
+    tmp: &Path,
+    drop: u64,
+    marker: Seq,
+) -> std::io::Result<(File, u64)> {
+    let mut to = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)?;
+    let mut head = FILE_HEADER.to_vec();
+    log::encode_marker(marker, &mut head);
+    to.write_all(&head)?;
+
+    from.seek(SeekFrom::Start(HEADER_LEN + drop))?;
+    let copied = std::io::copy(from, &mut to)?;
+    to.sync_all()?;
+    Ok((to, head.len() as u64 + copied))
+}
+
+fn open_rw(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Moves a file that is not an event log out of the way (kept for inspection) and creates a
+/// fresh one.
+fn set_aside(path: &Path, error: LogError) -> std::io::Result<File> {
+    let aside = path.with_extension("log.bad");
+    tracing::error!(%error, kept = %aside.display(), "event log unreadable; starting empty");
+    std::fs::rename(path, &aside)?;
+    open_rw(path)
+}
+
+/// Cuts the file to `valid` bytes (writing the header into an empty file), syncs it and leaves
+/// it positioned at its end; returns its length.
+fn start_file(file: &mut File, valid: u64) -> std::io::Result<u64> {
+    file.set_len(valid)?;
+    file.seek(SeekFrom::Start(valid))?;
+    let mut len = valid;
+    if valid == 0 {
+        file.write_all(&FILE_HEADER)?;
+        len = HEADER_LEN;
+    }
+    file.sync_all()?;
+    Ok(len)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension("log.tmp")
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    File::open(dir.unwrap_or_else(|| Path::new(".")))?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, topic: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        log::encode_record(Seq(seq), &Topic::parse(topic).unwrap(), payload, &mut out);
+        out
+    }
+
+    #[test]
+    fn marker_len_matches_the_format() {
+        let mut out = Vec::new();
+        log::encode_marker(Seq(7), &mut out);
+        assert_eq!(out.len() as u64, MARKER_LEN);
+    }
+
+    #[test]
+    fn appends_survive_reopening_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut writer, recovery) = Writer::open(&path).unwrap();
+        assert_eq!((recovery.records.len(), recovery.next_seq), (0, Seq(1)));
+        writer.append(&record(1, "a.b", b"one")).unwrap();
+        writer.append(&record(2, "a.c", b"two")).unwrap();
+        drop(writer);
+        let torn = record(3, "a.d", b"three");
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn[..torn.len() - 2]).unwrap();
+
+        let (_, recovery) = Writer::open(&path).unwrap();
+        let seqs: Vec<u64> = recovery.records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [1, 2]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        assert_eq!(len, recovery.valid_len, "the torn tail is cut on open");
+    }
+
+    #[test]
+    fn compaction_keeps_live_records_and_the_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut writer, _) = Writer::open(&path).unwrap();
+        let records: Vec<Vec<u8>> = (1..=5).map(|s| record(s, "t", &[s as u8; 40])).collect();
+        for r in &records {
+            writer.append(r).unwrap();
+        }
+        let dead: u64 = records[..3].iter().map(|r| r.len() as u64).sum();
+        writer.compact(dead, Seq(3)).unwrap();
+        writer.append(&record(6, "t", b"six")).unwrap();
+
+        let (_, recovery) = Writer::open(&path).unwrap();
+        let seqs: Vec<u64> = recovery.records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [4, 5, 6]);
+        assert_eq!(recovery.next_seq, Seq(7));
+        assert!(!tmp_path(&path).exists());
+
+        let (mut writer, _) = Writer::open(&path).unwrap();
+        let all = (std::fs::metadata(&path).unwrap().len() - HEADER_LEN) as u64;
+        writer.compact(all, Seq(6)).unwrap();
+        let (_, recovery) = Writer::open(&path).unwrap();
+        assert!(recovery.records.is_empty());
+        assert_eq!(recovery.next_seq, Seq(7), "the marker keeps the numbering");
+    }
+
+    #[test]
+    fn a_foreign_file_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        std::fs::write(&path, b"not a log at all").unwrap();
+        let (_, recovery) = Writer::open(&path).unwrap();
+        assert!(recovery.records.is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), FILE_HEADER);
+        assert_eq!(
+            std::fs::read(path.with_extension("log.bad")).unwrap(),
+            b"not a log at all"
+        );
+    }
+
+    /// Runs the end of a driver turn and waits for every job it started.
+    async fn turn(log: &mut EventLog, done: &mut mpsc::UnboundedReceiver<Done>) -> Vec<Done> {
+        log.flush();
+        let mut reports = Vec::new();
+        while log.in_flight > 0 {
+            let wait = tokio::time::timeout(std::time::Duration::from_secs(20), done.recv());
+            let report = wait
+                .await
+                .expect("the writer answers")
+                .expect("thread alive");
+            log.in_flight -= 1;
+            if let Done::Compacted(result) = &report {
+                log.layout.end_compaction(result.is_ok());
+            }
+            reports.push(report);
+        }
+        reports
+    }
+
+    #[tokio::test]
+    async fn the_driver_side_accounting_matches_the_file_through_a_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut log, mut done) = EventLog::open(Some(path.clone())).await;
+        assert!(log.is_on());
+        let payload = vec![7u8; (COMPACT_MIN / 2) as usize];
+        for seq in 1..=4 {
+            log.append(Seq(seq), &record(seq, "big", &payload));
+        }
+        let reports = turn(&mut log, &mut done).await;
+        assert!(
+            matches!(reports[..], [Done::Appended(Seq(4))]),
+            "one batch: {reports:?}"
+        );
+
+        log.evicted(Seq(3));
+        log.append(Seq(5), &record(5, "small", b"five"));
+        let reports = turn(&mut log, &mut done).await;
+        assert!(
+            matches!(
+                reports[..],
+                [Done::Appended(Seq(5)), Done::Compacted(Ok(()))]
+            ),
+            "append, then compaction: {reports:?}"
+        );
+        log.append(Seq(6), &record(6, "small", b"six"));
+        turn(&mut log, &mut done).await;
+        log.close().await;
+
+        let (_, recovery) = Writer::open(&path).unwrap();
+        let seqs: Vec<u64> = recovery.records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(seqs, [4, 5, 6]);
+        assert_eq!(recovery.next_seq, Seq(7));
+        let layout = Layout::recovered(&recovery);
+        assert_eq!(
+            layout.dead, MARKER_LEN,
+            "only the marker is dead after compaction"
+        );
+    }
+
+    #[test]
+    fn layout_compacts_once_the_dead_prefix_outweighs_the_live_part() {
+        let mut log = EventLog {
+            layout: Layout {
+                min_dead: COMPACT_MIN,
+                ..Layout::default()
+            },
+            ..EventLog::default()
+        };
+        let (jobs, job_rx) = std_mpsc::channel();
+        log.jobs = Some(jobs);
+        let big = vec![0u8; (COMPACT_MIN / 2) as usize];
+        for seq in 1..=4 {
+            log.append(Seq(seq), &big);
+        }
+        log.flush();
+        assert!(matches!(
+            job_rx.try_recv(),
+            Ok(Job::Append {
+                through: Seq(4),
+                ..
+            })
+        ));
+        assert!(job_rx.try_recv().is_err(), "nothing is dead yet");
+
+        log.in_flight = 0;
+        log.evicted(Seq(2));
+        log.flush();
+        match job_rx.try_recv() {
+            Ok(Job::Compact { drop, marker }) => assert_eq!((drop, marker), (COMPACT_MIN, Seq(2))),
+            other => panic!("expected a compaction, got {other:?}"),
+        }
+        assert_eq!(log.layout.dead, MARKER_LEN);
     }
 }

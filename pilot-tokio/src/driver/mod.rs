@@ -2,24 +2,23 @@
 //! traversal, trust and the data-plane node, from `pilot_proto::agent`), the UDP socket and
 //! the registry connection. The daemon, the mio embedding and the simulator run the same agent.
 //!
-//! One task runs [`run`]. It waits on five things: commands from IPC sessions (replies go back
-//! over oneshot channels), UDP datagrams (tunnel frames and beacon messages alike), registry
-//! connection events, session wake-ups (a full IPC push queue freed a slot, or a stream is
-//! read again after its per-wake budget; see `sessions`), and one `Sleep` re-armed from the
-//! agent's `poll_timeout`, the registry reconnect and the trust timers. After every input it
-//! drains, in the agent's order:
+//! One task runs [`run`]. It waits on: commands from IPC sessions (replies go back over
+//! oneshot channels), UDP datagrams (tunnel frames and beacon messages alike), registry and
+//! beacon-stream connection events, session wake-ups (a full IPC push queue freed a slot, or a
+//! stream is read again after its per-wake budget; see `sessions`), event-log completions, and
+//! one `Sleep` re-armed from the agent's `poll_timeout`, the reconnect and the trust timers.
+//! After every input it drains, in the agent's order:
 //! `poll_transmit`, `poll_registry_bytes`, `poll_event`, repeating while events produce more
 //! output (bounded). Time is read only through [`clock`]; each wake reads at most
 //! [`DATAGRAMS_PER_WAKE`] datagrams.
 //!
 //! The glue kept in the driver: IPC sessions and their connection ids ([`sessions`]), the IPC
 //! control operations and their JSON replies (`control`), trust state on disk and the
-//! dial-first delivery of handshake requests (`trust`).
+//! dial-first delivery of handshake requests (`trust`), and the broker's event log on disk
+//! with its group commit at the end of each turn (`eventlog`).
 //!
 //! # Limitations
 //!
-//! - The beacon-over-TCP fallback (`AgentEvent::ConnectBeaconStream`) is not wired: a node
-//!   whose UDP to the beacon is blocked cannot punch or relay.
 //! - A private node refuses an untrusted dialler after the transport handshake: the dialler's
 //!   IPC dial succeeds, then the connection closes; the reason is logged on both sides.
 
@@ -29,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+mod beacon_io;
 pub mod commands;
 mod control;
 mod eventlog;
@@ -39,7 +39,7 @@ mod trust;
 use commands::Command;
 use pilot_proto::agent::{Agent, AgentConfig, AgentEvent};
 use pilot_proto::identity::Identity;
-use pilot_proto::node::NodeConfig;
+use pilot_proto::node::{NodeConfig, NodeEvent};
 use registry_io::{RegistryIo, RegistryLink};
 
 /// Datagrams read per wake before other work gets a turn.
@@ -70,6 +70,8 @@ pub struct DriverSetup {
     pub registry: SocketAddr,
     /// Beacon UDP address; `None` disables punching and relay.
     pub beacon: Option<SocketAddr>,
+    /// Beacon TCP address, used only when the beacon is silent over UDP.
+    pub beacon_tcp: Option<SocketAddr>,
     /// Node configuration.
     pub node_config: NodeConfig,
     /// The node's identity.
@@ -84,6 +86,8 @@ pub struct DriverSetup {
     pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
     /// Where the trust store is saved.
     pub trust_path: std::path::PathBuf,
+    /// Where the broker's events are kept; `None` keeps them in memory only.
+    pub event_log: Option<std::path::PathBuf>,
 }
 
 /// Everything the driver task owns.
@@ -96,15 +100,22 @@ pub(crate) struct Driver {
     sessions: sessions::Sessions,
     control: control::Control,
     trust: trust::Trust,
+    log: eventlog::EventLog,
+    beacon_link: RegistryLink,
 }
 
-/// Builds the agent from the setup, with the trust store recovered from disk.
-fn agent(setup: &DriverSetup, local: Option<SocketAddr>) -> Agent {
+/// Builds the agent from the setup, with the trust store recovered from disk. With
+/// `persistent`, the broker waits for the event log before it delivers an event.
+fn agent(setup: &DriverSetup, local: Option<SocketAddr>, persistent: bool) -> Agent {
     let mut config = AgentConfig::default();
     config.node = setup.node_config.clone();
+    if let Some(broker) = &mut config.node.broker {
+        broker.persistent = persistent;
+    }
     config.node.tunnel.key_exchange_retry = Duration::from_millis(300);
     config.node.tunnel.key_exchange_attempts = 9;
     config.beacon = setup.beacon;
+    config.beacon_tcp = setup.beacon_tcp;
     config.local_endpoints = local.into_iter().collect();
     config.hostname = setup.hostname.clone();
     config.public = setup.public;
@@ -123,15 +134,19 @@ fn agent(setup: &DriverSetup, local: Option<SocketAddr>) -> Agent {
 pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
     let local = setup.udp.local_addr().ok();
     let mut link = RegistryLink::new(Some(setup.registry));
+    let (log, mut log_done) = eventlog::EventLog::open(setup.event_log.clone()).await;
     let mut d = Driver {
-        agent: agent(&setup, local),
+        agent: agent(&setup, local, log.is_on()),
         identity: setup.identity,
         encrypt: setup.node_config.tunnel.encrypt,
         trust_path: setup.trust_path,
         sessions: sessions::Sessions::default(),
         control: control::Control::new(setup.hostname),
-        trust: trust::Trust::new(&setup.signing_seed, setup.seed),
+        trust: trust::Trust::new(),
+        log,
+        beacon_link: RegistryLink::new(setup.beacon_tcp),
     };
+    let mut beacon_events = d.beacon_link.take_events();
     let udp = setup.udp;
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
@@ -140,7 +155,9 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
     let mut wakes = d.sessions.take_wakes();
     loop {
         d.drain(&udp, &mut link, &mut out);
+        d.log_turn();
         link.maybe_connect(clock());
+        d.beacon_link.maybe_connect(clock());
         sleep.as_mut().reset(d.deadline(&link).into());
         tokio::select! {
             command = commands.recv() => match command {
@@ -158,9 +175,12 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
             }
             Some(io) = link.events.recv() => d.on_registry_io(&mut link, io),
             Some(wake) = wakes.recv() => d.on_wake(wake),
+            Some(io) = beacon_events.recv() => d.on_beacon_io(io),
             () = &mut sleep => d.on_timeout(),
+            Some(done) = log_done.recv() => d.on_log_done(done),
         }
     }
+    d.log.close().await;
     tracing::info!("driver stopped");
 }
 
@@ -214,6 +234,7 @@ impl Driver {
                 link.send(out[..len].to_vec());
                 out.clear();
             }
+            self.drain_beacon_stream(out);
             let mut handled = 0;
             while let Some(event) = self.agent.poll_event() {
                 self.on_agent_event(link, event);
@@ -231,9 +252,7 @@ impl Driver {
     fn on_agent_event(&mut self, link: &mut RegistryLink, event: AgentEvent) {
         match event {
             AgentEvent::ConnectRegistry => link.request_connect(clock()),
-            AgentEvent::ConnectBeaconStream => {
-                tracing::warn!("the beacon is unreachable over UDP; no stream fallback here")
-            }
+            AgentEvent::ConnectBeaconStream => self.connect_beacon_stream(),
             AgentEvent::Registered { address, endpoint } => {
                 tracing::info!(%address, %endpoint, "registered with the registry")
             }
@@ -253,14 +272,13 @@ impl Driver {
             AgentEvent::ControlResult { id, result } => self.on_control_result(id, result),
             AgentEvent::Trust(event) => tracing::info!(?event, "trust"),
             AgentEvent::PersistTrust(bytes) => self.persist_trust(&bytes),
-            AgentEvent::DialReady { dial, stream } if self.on_revoke_dial_ready(dial, stream) => {}
             AgentEvent::DialReady { dial, stream } => self.on_dial_ready(dial, stream),
             AgentEvent::DialFailed { dial, error, .. } => self.on_dial_failed(dial, &error),
-            AgentEvent::Node(event) => {
-                if let Some(event) = self.revoke_stream_event(event) {
-                    self.on_node_event(event);
-                }
+            AgentEvent::Node(NodeEvent::LogAppend { seq, record }) => {
+                self.on_log_append(seq, &record)
             }
+            AgentEvent::Node(NodeEvent::LogEvicted { through }) => self.on_log_evicted(through),
+            AgentEvent::Node(event) => self.on_node_event(event),
             other => tracing::debug!(?other, "agent event ignored"),
         }
     }
@@ -270,6 +288,7 @@ impl Driver {
         let candidates = [
             self.agent.poll_timeout(),
             link.reconnect_at,
+            self.beacon_link.reconnect_at,
             self.trust.next_timer(),
         ];
         candidates

@@ -1,6 +1,7 @@
-//! The TCP connection to the registry: connect with a timeout, a reader and a writer task. The
-//! agent decides when to (re)connect (`AgentEvent::ConnectRegistry`, with its own back-off);
-//! the driver sees only [`RegistryIo`] events.
+//! The TCP connection to the registry (and, with the same code, the beacon stream): connect with a
+//! timeout, a reader and a writer task. The agent decides when to (re)connect
+//! (`AgentEvent::ConnectRegistry`, with its own back-off); the driver sees only [`RegistryIo`]
+//! events.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -63,6 +64,16 @@ impl RegistryLink {
         tokio::spawn(connect(target, self.generation, self.events_tx.clone()));
     }
 
+    /// Whether there is an address to connect to.
+    pub(super) fn has_target(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Takes the event receiver, for a `select!` outside the driver (a closed one is left).
+    pub(super) fn take_events(&mut self) -> mpsc::Receiver<RegistryIo> {
+        std::mem::replace(&mut self.events, mpsc::channel(1).1)
+    }
+
     /// Whether an event belongs to the current attempt.
     pub(super) fn is_current(&self, generation: u64) -> bool {
         generation == self.generation
@@ -93,12 +104,12 @@ async fn connect(target: SocketAddr, generation: u64, events: mpsc::Sender<Regis
             s
         }
         Ok(Err(e)) => {
-            tracing::debug!(%target, error = %e, "registry connect failed");
+            tracing::debug!(%target, error = %e, "connect failed");
             let _ = events.send(RegistryIo::Closed(generation)).await;
             return;
         }
         Err(_) => {
-            tracing::debug!(%target, "registry connect timed out");
+            tracing::debug!(%target, "connect timed out");
             let _ = events.send(RegistryIo::Closed(generation)).await;
             return;
         }

@@ -9,59 +9,34 @@
 //! agent when the tunnel comes up ([`NodeEvent::PeerUp`]), or after [`DIAL_FIRST_WAIT`] at
 //! the latest (then the agent relays it).
 //!
-//! A revocation is delivered by the driver itself: the agent's trust store drops the tunnel
-//! before it sends the revoke, so the message would never leave (and revokes have no relay
-//! form). The driver signs a revoke message with the node's key and sends it on its own
-//! port-444 stream, dialled through the agent.
-//!
 //! [`NodeEvent::PeerUp`]: pilot_proto::node::NodeEvent::PeerUp
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use pilot_proto::agent::{Dial, DialId};
-use pilot_proto::node::NodeEvent;
-use pilot_proto::rng::Rng;
-use pilot_proto::transport::ConnId;
-use pilot_proto::trust::{TRUST_PORT, TrustMode, build_message};
-use pilot_proto::wire::trust::{HandshakeType, TrustMessage};
 use serde_json::{Value, json};
 
 use super::commands::{ControlOp, Reply};
 use super::control::error_text;
 use super::{Driver, clock};
-use crate::shim::addr::{Addr, AddrPort};
+use crate::shim::addr::Addr;
 
 /// How long a handshake waits for the tunnel before the agent relays it.
 const DIAL_FIRST_WAIT: Duration = Duration::from_secs(5);
 /// Handshakes waiting for their tunnel at most.
 const MAX_WAITING: usize = 256;
 
-/// Revocations being delivered at most.
-const MAX_REVOKES: usize = 64;
-
-/// Handshake requests waiting for a tunnel, and revocations being delivered.
+/// Handshake requests waiting for a tunnel.
 #[derive(Debug)]
 pub(super) struct Trust {
     /// Peer → (justification, deadline).
     waiting: BTreeMap<u32, (String, Instant)>,
-    key: ed25519_dalek::SigningKey,
-    rng: Rng,
-    revoke_dials: BTreeMap<DialId, TrustMessage>,
-    revoke_streams: BTreeMap<ConnId, TrustMessage>,
 }
 
 impl Trust {
-    /// `rng_seed` is altered here so that nonces never repeat the agent's own sequence.
-    pub(super) fn new(seed: &[u8; 32], mut rng_seed: [u8; 32]) -> Trust {
-        rng_seed[0] ^= 0xa5;
-        rng_seed[31] ^= 0x5a;
+    pub(super) fn new() -> Trust {
         Trust {
             waiting: BTreeMap::new(),
-            key: ed25519_dalek::SigningKey::from_bytes(seed),
-            rng: Rng::from_seed(rng_seed),
-            revoke_dials: BTreeMap::new(),
-            revoke_streams: BTreeMap::new(),
         }
     }
 
@@ -89,10 +64,10 @@ impl Driver {
                 .agent
                 .reject(now, peer(*node), reason)
                 .map(|()| json!({"status": "rejected", "node_id": node})),
-            ControlOp::Untrust(node) => self.agent.revoke(now, peer(*node)).map(|()| {
-                self.send_revoke(now, *node);
-                json!({"status": "revoked", "node_id": node})
-            }),
+            ControlOp::Untrust(node) => self
+                .agent
+                .revoke(now, peer(*node))
+                .map(|()| json!({"status": "revoked", "node_id": node})),
             ControlOp::Pending => Ok(self.pending_json()),
             _ => Ok(self.trusted_json()),
         };
@@ -165,64 +140,6 @@ impl Driver {
     fn send_handshake(&mut self, node: u32, justification: &str) {
         if let Err(e) = self.agent.handshake(clock(), peer(node), justification) {
             tracing::warn!(peer = node, error = %e, "handshake request not sent");
-        }
-    }
-
-    /// Signs a revoke for `node` and dials its trust port to deliver it.
-    fn send_revoke(&mut self, now: Instant, node: u32) {
-        let t = &mut self.trust;
-        if t.revoke_dials.len() + t.revoke_streams.len() >= MAX_REVOKES {
-            return tracing::warn!(peer = node, "too many revocations in flight; not sent");
-        }
-        let own = self.agent.info().address.map_or(0, |a| a.node);
-        let unix = i64::try_from(super::unix_now()).unwrap_or(i64::MAX);
-        let text = ("", "trust revoked");
-        let kind = HandshakeType::Revoke;
-        let message = build_message(
-            kind,
-            (own, node),
-            &t.key,
-            text,
-            unix,
-            TrustMode::Compat,
-            &mut t.rng,
-        );
-        match self
-            .agent
-            .connect(now, AddrPort::new(peer(node), TRUST_PORT))
-        {
-            Ok(Dial::Ready(stream)) => drop(self.trust.revoke_streams.insert(stream, message)),
-            Ok(Dial::Pending(dial)) => drop(self.trust.revoke_dials.insert(dial, message)),
-            Err(e) => tracing::warn!(peer = node, error = %e, "revocation not delivered"),
-        }
-    }
-
-    /// A revoke dial reached its peer: returns true when `dial` was one.
-    pub(super) fn on_revoke_dial_ready(&mut self, dial: DialId, stream: ConnId) -> bool {
-        let Some(message) = self.trust.revoke_dials.remove(&dial) else {
-            return false;
-        };
-        self.trust.revoke_streams.insert(stream, message);
-        true
-    }
-
-    /// Stream events of revoke streams; returns the event back when it is not one.
-    pub(super) fn revoke_stream_event(&mut self, event: NodeEvent) -> Option<NodeEvent> {
-        match event {
-            NodeEvent::Connected { stream } if self.trust.revoke_streams.contains_key(&stream) => {
-                if let Some(message) = self.trust.revoke_streams.remove(&stream) {
-                    let now = clock();
-                    let _ = self.agent.send(now, stream, &message.to_json());
-                    self.agent.close(now, stream);
-                }
-                None
-            }
-            NodeEvent::Closed { stream, .. } if self.trust.revoke_streams.contains_key(&stream) => {
-                self.trust.revoke_streams.remove(&stream);
-                tracing::warn!("revocation stream closed before it was written");
-                None
-            }
-            other => Some(other),
         }
     }
 

@@ -2,8 +2,11 @@
 //! payload. Decoding goes through `pilot_proto::wire::ipc`; encoding writes the same layout.
 //!
 //! The `u32` length prefix is handled by the caller (see `crate::framing`).
+//!
+//! Beyond v0.5: [`Message::Extension`] and [`Message::ExtensionOk`] (see `crate::framing`).
 
 use super::addr::AddrPort;
+use crate::framing::{EXTENSION, EXTENSION_OK};
 
 /// Largest body a v0.5 peer accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -106,6 +109,14 @@ pub enum Message {
         enabled: bool,
     },
     SetTaskExecOk {
+        json: Vec<u8>,
+    },
+    /// A pilot-rs operation: a JSON object with an `op` field.
+    Extension {
+        json: Vec<u8>,
+    },
+    /// The JSON reply to an [`Message::Extension`].
+    ExtensionOk {
         json: Vec<u8>,
     },
 }
@@ -225,6 +236,18 @@ impl Message {
             W::SetTaskExecOk { json } => Message::SetTaskExecOk {
                 json: json.to_vec(),
             },
+            W::Unknown {
+                cmd: EXTENSION,
+                payload,
+            } => Message::Extension {
+                json: payload.to_vec(),
+            },
+            W::Unknown {
+                cmd: EXTENSION_OK,
+                payload,
+            } => Message::ExtensionOk {
+                json: payload.to_vec(),
+            },
             _ => return Err(IpcError::UnknownCommand(cmd)),
         })
     }
@@ -280,6 +303,8 @@ impl Message {
             Message::SetWebhookOk { json } => put(out, 0x1C, &[json]),
             Message::SetTaskExec { enabled } => put(out, 0x1D, &[&[u8::from(*enabled)]]),
             Message::SetTaskExecOk { json } => put(out, 0x1E, &[json]),
+            Message::Extension { json } => put(out, EXTENSION, &[json]),
+            Message::ExtensionOk { json } => put(out, EXTENSION_OK, &[json]),
         }
     }
 }
@@ -310,7 +335,10 @@ mod tests {
         }
 
         #[test]
-        fn send_round_trips(conn in any::<u32>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn send_round_trips(
+            conn in any::<u32>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
             let m = Message::Send { conn, data };
             let mut out = Vec::new();
             m.encode(&mut out);
@@ -320,8 +348,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn our_encoding_parses_with_the_wire_codec(conn in any::<u32>(), port in any::<u16>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
-            for m in [Message::Send { conn, data: data.clone() }, Message::Bind { port }, Message::CloseOk { conn }, Message::Info] {
+        fn our_encoding_parses_with_the_wire_codec(
+            conn in any::<u32>(),
+            port in any::<u16>(),
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let send = Message::Send { conn, data: data.clone() };
+            for m in [send, Message::Bind { port }, Message::CloseOk { conn }, Message::Info] {
                 let mut out = Vec::new();
                 m.encode(&mut out);
                 prop_assert!(pilot_proto::wire::ipc::IpcMessage::parse_body(&out).is_ok());

@@ -2,4 +2,5 @@
 //! encoded to the same layout) and address re-exports from `pilot_proto::wire::addr`.
 
 pub mod addr;
+pub mod extension;
 pub mod ipc;

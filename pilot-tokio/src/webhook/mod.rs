@@ -9,6 +9,8 @@
 //! - [`outbound`]: events POSTed to a URL, signed with Standard Webhooks, retried with backoff
 //!   from a bounded on-disk queue; every event is delivered, given up on visibly, or refused
 //!   with an error and a counter.
+//! - [`host`]: the daemon's host of both, configured by `pilotctl set-webhook` over an IPC
+//!   extension, persisted under the daemon home, fed by a subscriber to the local broker.
 //!
 //! Hosting it takes two calls: [`inbound::start`] with an [`InboundConfig`] and an
 //! `Arc<dyn EventSink>`, and [`outbound::start`] with an [`OutboundConfig`], then
@@ -24,6 +26,7 @@
 //! - The receiver serves plain HTTP only (see [`inbound`]).
 
 pub mod dedupe;
+pub mod host;
 pub mod inbound;
 pub mod outbound;
 pub mod ratelimit;

@@ -225,3 +225,49 @@ fn lines(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
     });
     rx
 }
+
+/// A standalone `pilotctl rendezvous` (registry and beacon) on loopback; the process is
+/// killed when `proc` drops.
+pub struct Rendezvous {
+    pub proc: Streamed,
+    pub registry: String,
+    pub beacon: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Rendezvous {
+    /// Starts on ephemeral ports with a fresh state directory and `extra` flags.
+    pub fn start(extra: &[&str]) -> Rendezvous {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Rendezvous::start_at(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Starts with `dir` as its state directory on the given addresses.
+    pub fn start_at(dir: tempfile::TempDir, registry: &str, beacon: &str, extra: &[&str]) -> Self {
+        let state = dir.path().to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--json", "rendezvous", "--registry-listen", registry];
+        args.extend(["--beacon-listen", beacon, "--state-dir", &state]);
+        args.extend_from_slice(extra);
+        let proc = TestNode::new().spawn(&args);
+        let line: Value =
+            serde_json::from_str(&proc.next_stdout()).expect("rendezvous prints its addresses");
+        let field = |name: &str| line["data"][name].as_str().expect(name).to_owned();
+        Rendezvous {
+            registry: field("registry"),
+            beacon: field("beacon"),
+            proc,
+            dir,
+        }
+    }
+}
+
+/// `daemon start` against `registry` on a loopback tunnel port, with `extra` flags; records
+/// the PID for cleanup and returns the start data (`address`, `node_id`, ...).
+pub fn start_with_registry(node: &mut TestNode, registry: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["daemon", "start", "--registry", registry];
+    args.extend(["--listen", "127.0.0.1:0", "--wait", "20s"]);
+    args.extend_from_slice(extra);
+    let data = node.json_ok(&args);
+    node.pid = data["pid"].as_u64().map(|p| p as u32);
+    data
+}

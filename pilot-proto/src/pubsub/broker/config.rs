@@ -38,7 +38,8 @@ pub struct BrokerConfig {
     pub initial_credit: usize,
     /// Control replies queued for one connection before it is closed.
     pub max_control_backlog: usize,
-    /// Whether events wait for [`Broker::handle_persisted`](super::Broker::handle_persisted) before delivery and acknowledgement.
+    /// Whether events wait for [`Broker::handle_persisted`](super::Broker::handle_persisted) before
+    /// delivery and acknowledgement.
     pub persistent: bool,
     /// Events awaiting persistence before further publishes are refused.
     pub max_uncommitted: usize,
@@ -84,7 +85,8 @@ pub enum CloseReason {
 #[non_exhaustive]
 pub enum BrokerEvent {
     /// Append `record` (already encoded, see `pubsub::log`) to the log, make it durable, then
-    /// call [`Broker::handle_persisted`](super::Broker::handle_persisted) with `seq`. Only with `persistent` on.
+    /// call [`Broker::handle_persisted`](super::Broker::handle_persisted) with `seq`. Only with
+    /// `persistent` on.
     Append {
         /// Sequence number of the record.
         seq: Seq,
@@ -123,7 +125,8 @@ pub enum BrokerEvent {
     },
     /// An event was accepted (v0.5 webhook `pubsub.published`).
     Published {
-        /// The publishing connection, `None` for [`Broker::publish_local`](super::Broker::publish_local).
+        /// The publishing connection, `None` for
+        /// [`Broker::publish_local`](super::Broker::publish_local).
         client: Option<ClientId>,
         /// Topic.
         topic: Topic,

@@ -9,10 +9,10 @@
 //! # Driving order
 //!
 //! After any `handle_*` or [`Broker::publish_local`] call: drain [`Broker::poll_send`] (or
-//! [`Broker::poll_send_into`]) until `None`, then [`Broker::poll_event`] until `None`, then re-arm the timer from
-//! [`Broker::poll_timeout`]. With persistence on, append every [`BrokerEvent::Append`] record to
-//! the log, make it durable, then call [`Broker::handle_persisted`]: nothing is delivered or
-//! acknowledged before that.
+//! [`Broker::poll_send_into`]) until `None`, then [`Broker::poll_event`] until `None`, then re-arm
+//! the timer from [`Broker::poll_timeout`]. With persistence on, append every
+//! [`BrokerEvent::Append`] record to the log, make it durable, then call
+//! [`Broker::handle_persisted`]: nothing is delivered or acknowledged before that.
 //!
 //! # Limitations
 //!

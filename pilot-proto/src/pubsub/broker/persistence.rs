@@ -56,8 +56,9 @@ impl Broker {
 
     /// Returns a compacted log holding a marker for the last sequence number used and every
     /// retained event (see [`log::encode_snapshot`]), for a driver that rewrites its file after
-    /// [`BrokerEvent::Evicted`](super::BrokerEvent::Evicted). Take it only while no [`BrokerEvent::Append`](super::BrokerEvent::Append) is outstanding
-    /// (`stats().uncommitted == 0`), or those records would be missing from the new file.
+    /// [`BrokerEvent::Evicted`](super::BrokerEvent::Evicted). Take it only while no
+    /// [`BrokerEvent::Append`](super::BrokerEvent::Append) is outstanding (`stats().uncommitted ==
+    /// 0`), or those records would be missing from the new file.
     pub fn snapshot_log(&self) -> Vec<u8> {
         let records: Vec<LogRecord> = self
             .retained

@@ -419,7 +419,7 @@ async fn settle(shared: &Arc<Shared>, seq: u64, outcome: Outcome) -> Option<Dura
         Outcome::Retry { after, reason } => {
             let failures = bump_failures(shared, seq);
             if failures >= max_attempts {
-                tracing::warn!(seq, %reason, failures, "outbound webhook given up; moved to failed");
+                tracing::warn!(seq, %reason, failures, "outbound webhook abandoned");
                 finish(shared, seq, true).await;
                 return None;
             }

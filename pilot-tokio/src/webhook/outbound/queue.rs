@@ -267,7 +267,11 @@ mod tests {
         }
 
         #[test]
-        fn decode_inverts_encode(id in "[a-z_0-9]{1,30}", created in any::<u64>(), body in ".{0,100}") {
+        fn decode_inverts_encode(
+            id in "[a-z_0-9]{1,30}",
+            created in any::<u64>(),
+            body in ".{0,100}",
+        ) {
             let record = Stored { id, created, body };
             prop_assert_eq!(decode(&encode(&record)), Ok(record));
         }

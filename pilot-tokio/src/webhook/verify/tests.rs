@@ -285,11 +285,17 @@ proptest! {
         let secret = sw_secret();
         let sig = sign_standard(&secret, "msg_1", SW_TS, &body);
         let ts = SW_TS.to_string();
-        let ok = verify_standard_parts(std::slice::from_ref(&secret), "msg_1", &ts, &sig, &body, SW_TS,
-                                       DEFAULT_TOLERANCE);
+        let secrets = std::slice::from_ref(&secret);
+        let ok =
+            verify_standard_parts(secrets, "msg_1", &ts, &sig, &body, SW_TS, DEFAULT_TOLERANCE);
         prop_assert!(ok.is_ok());
         let mut changed = body.clone();
-        if changed.is_empty() { changed.push(0) } else { let i = flip % changed.len(); changed[i] ^= 1 }
+        if changed.is_empty() {
+            changed.push(0);
+        } else {
+            let i = flip % changed.len();
+            changed[i] ^= 1;
+        }
         let bad = verify_standard_parts(&[secret], "msg_1", &ts, &sig, &changed, SW_TS,
                                         DEFAULT_TOLERANCE);
         prop_assert_eq!(bad.unwrap_err(), VerifyError::BadSignature);
