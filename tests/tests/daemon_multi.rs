@@ -315,7 +315,7 @@ async fn a_receiver_that_pauses_gets_every_byte_after_the_stall() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let rv = Rendezvous::start(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0");
+    let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     start_node(&mut a, &rv.registry);
     let addr_b = start_node(&mut b, &rv.registry);

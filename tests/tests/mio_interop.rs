@@ -325,7 +325,7 @@ fn mio_node_reconnects_after_the_rendezvous_restarts() {
 /// own broker, every event published is either received or counted in a gap notice.
 #[test]
 fn mio_subscriber_that_falls_behind_sees_gap_notices() {
-    let rv = Rendezvous::start();
+    let rv = Rendezvous::start(&[]);
     let home = tempfile::tempdir().expect("tempdir");
     let (node, addr_m) = start_mio(&rv, home.path());
     let mut sub = node.subscribe("flood.*", WAIT).expect("subscribe");
