@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 mod beacon_io;
 pub mod commands;
 mod control;
+mod durables;
 mod eventlog;
 mod registry_io;
 mod sessions;
@@ -101,6 +102,7 @@ pub(crate) struct Driver {
     control: control::Control,
     trust: trust::Trust,
     log: eventlog::EventLog,
+    durables: durables::Durables,
     beacon_link: RegistryLink,
 }
 
@@ -144,6 +146,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         control: control::Control::new(setup.hostname),
         trust: trust::Trust::new(),
         log,
+        durables: durables::Durables::new(setup.event_log.as_deref()),
         beacon_link: RegistryLink::new(setup.beacon_tcp),
     };
     let mut beacon_events = d.beacon_link.take_events();
@@ -178,6 +181,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
             Some(done) = log_done.recv() => d.on_log_done(done),
         }
     }
+    d.save_durables();
     d.log.close().await;
     tracing::info!("driver stopped");
 }
@@ -289,6 +293,7 @@ impl Driver {
             link.reconnect_at,
             self.beacon_link.reconnect_at,
             self.trust.next_timer(),
+            self.durables.next_timer(),
             self.sessions.has_stalled().then_some(now + STALL_RETRY),
         ];
         candidates
