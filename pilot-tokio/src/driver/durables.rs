@@ -55,6 +55,7 @@ impl Driver {
             self.restore_durables();
         }
         let now = clock();
+        // Limitation: saved every SAVE_EVERY, so a crash redelivers the newest acknowledgements.
         if self.durables.restored && self.durables.next_save.is_none_or(|at| at <= now) {
             self.save_durables();
             self.durables.next_save = Some(now + SAVE_EVERY);
