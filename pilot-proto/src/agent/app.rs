@@ -175,6 +175,24 @@ impl Agent {
         Ok(())
     }
 
+    /// Every durable subscription's position, for the driver to save now and then; `None`
+    /// before registration or with the broker off.
+    pub fn durables_snapshot(&self) -> Option<Vec<u8>> {
+        self.node.as_ref()?.durables_snapshot()
+    }
+
+    /// Loads saved durable positions (after [`Self::restore_log_from`], before clients).
+    ///
+    /// # Errors
+    /// [`AgentError::NotRegistered`] before the node exists.
+    pub fn restore_durables(
+        &mut self,
+        records: Vec<crate::pubsub::durable::DurableRecord>,
+    ) -> Result<(), AgentError> {
+        self.node_mut()?.restore_durables(records);
+        Ok(())
+    }
+
     fn node_mut(&mut self) -> Result<&mut Node, AgentError> {
         self.node.as_mut().ok_or(AgentError::NotRegistered)
     }

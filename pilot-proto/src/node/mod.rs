@@ -220,6 +220,20 @@ impl Node {
         }
     }
 
+    /// Every durable subscription's position (see `pubsub::durable`), for the driver to save
+    /// now and then; `None` when the broker is off.
+    pub fn durables_snapshot(&self) -> Option<Vec<u8>> {
+        self.services.broker.as_ref().map(|b| b.durables_snapshot())
+    }
+
+    /// Loads durable positions saved by [`Node::durables_snapshot`], after the log was restored
+    /// and before any client connects.
+    pub fn restore_durables(&mut self, records: Vec<crate::pubsub::durable::DurableRecord>) {
+        if let Some(broker) = &mut self.services.broker {
+            broker.restore_durables(records);
+        }
+    }
+
     /// Publishes an event from the node itself to its own broker (used by bridges such as the
     /// inbound webhook receiver). Returns the sequence number assigned.
     ///

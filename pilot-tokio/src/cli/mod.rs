@@ -2,7 +2,8 @@
 //!
 //! Every command has help text (`pilotctl <command> --help`). `--json` works anywhere on the
 //! line. Exit codes: 0 success, 1 failure, 2 usage or invalid argument, 3 daemon not running,
-//! 4 not found, 5 timeout, 6 already exists, 7 not available in this build.
+//! 4 not found, 5 timeout, 6 already exists, 7 not available (not offered by this daemon or
+//! its registry).
 
 use std::path::PathBuf;
 

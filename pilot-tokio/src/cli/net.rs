@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::Ctx;
 use super::control::resolve_target;
 use super::output::{CliError, parse_duration};
-use crate::client::{Client, EventItem, PORT_ECHO};
+use crate::client::{Client, ClientError, EventItem, EventSession, PORT_ECHO};
 use crate::shim::addr::{Addr, AddrPort};
 
 const PORT_DATA_EXCHANGE: u16 = 1001;
@@ -90,6 +90,11 @@ pub(super) struct SubscribeArgs {
     /// brokers only) and prints each event's sequence number.
     #[arg(long, value_name = "SEQ")]
     since: Option<u64>,
+    /// Durable subscription name: the broker keeps this subscription's place while you are
+    /// away (and across daemon restarts) and redelivers what was not acknowledged; each
+    /// printed event is acknowledged. Subscribe again with the same name to resume.
+    #[arg(long, value_name = "NAME")]
+    durable: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,8 +137,8 @@ pub(super) async fn subscribe(ctx: &Ctx, args: SubscribeArgs) -> Result<(), CliE
     };
     let client = ctx.client().await?;
     let node = target_or_self(ctx, &client, target).await?;
-    if let Some(since) = args.since {
-        return subscribe_since(ctx, &args, &client, (node, topic), since).await;
+    if args.since.is_some() || args.durable.is_some() {
+        return subscribe_extended(ctx, &args, &client, (node, topic)).await;
     }
     let mut sub = client.subscribe_at(node, topic).await?;
     ctx.out.note(format!(
@@ -168,23 +173,26 @@ pub(super) async fn subscribe(ctx: &Ctx, args: SubscribeArgs) -> Result<(), CliE
     Ok(())
 }
 
-/// `subscribe --since`: the extended protocol; events carry `seq`, gap notices are items too.
-async fn subscribe_since(
+/// `subscribe --since` / `--durable`: the extended protocol; events carry `seq`, gap notices
+/// are items too, and a durable subscription's events are acknowledged once printed.
+async fn subscribe_extended(
     ctx: &Ctx,
     args: &SubscribeArgs,
     client: &Client,
     (node, topic): (Addr, &str),
-    since: u64,
 ) -> Result<(), CliError> {
     let at = deadline(args.timeout);
     // A v0.5 broker takes the hello for a subscription and never answers it: bounded too.
-    let Some(sub) = until(at, client.subscribe_since_at(node, topic, since)).await else {
+    let Some(sub) = until(at, open_extended(client, args, (node, topic))).await else {
         let text = format!("{node}: no answer to the extended subscribe (a v0.5 broker?)");
         return Err(CliError::new("timeout", text));
     };
-    let mut sub = sub?;
+    let (mut sub, id) = sub?;
+    let from = args
+        .since
+        .map_or_else(|| "live".to_owned(), |s| format!("seq {s}"));
     ctx.out.note(format!(
-        "subscribed to {topic:?} on {node} from seq {since} (head {}) — waiting for events...",
+        "subscribed to {topic:?} on {node} from {from} (head {}) — waiting for events...",
         sub.head()
     ));
     let (mut items, mut events) = (Vec::new(), 0);
@@ -195,7 +203,11 @@ async fn subscribe_since(
             break;
         };
         let Some(item) = next else { break };
-        let (obj, is_event) = item_json(&item?);
+        let item = item?;
+        let (obj, is_event) = item_json(&item);
+        if let (EventItem::Event { seq, .. }, Some(_)) = (&item, &args.durable) {
+            sub.ack(id, *seq).await?;
+        }
         if args.count == 0 {
             print_item(ctx, &obj);
             continue;
@@ -208,6 +220,21 @@ async fn subscribe_since(
     }
     finish_subscribe(ctx, args, items, timed_out);
     Ok(())
+}
+
+/// Opens the extended session and subscribes as `args` ask; returns it with the
+/// subscription's id.
+async fn open_extended(
+    client: &Client,
+    args: &SubscribeArgs,
+    (node, topic): (Addr, &str),
+) -> Result<(EventSession, u32), ClientError> {
+    let mut sub = client.event_session_at(node).await?;
+    let id = match &args.durable {
+        Some(name) => sub.subscribe_durable(topic, name, args.since).await?,
+        None => sub.subscribe(topic, args.since).await?,
+    };
+    Ok((sub, id))
 }
 
 /// An event or gap notice as JSON; the flag says whether it is an event.

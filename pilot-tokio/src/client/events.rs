@@ -187,12 +187,44 @@ impl EventSession {
         pattern: &str,
         since: Option<u64>,
     ) -> Result<u32, ClientError> {
-        let filter = TopicFilter::parse(pattern)
-            .map_err(|e| ClientError::Daemon(format!("bad topic pattern {pattern:?}: {e}")))?;
         let options = SubscribeOptions {
             since: since.map(Seq),
             ..SubscribeOptions::default()
         };
+        self.subscribe_with(pattern, options).await
+    }
+
+    /// Subscribes durably under `name`: the broker keeps the subscription's position while
+    /// this client is away (and, on a daemon with an event log, across restarts) and
+    /// redelivers every event not acknowledged with [`EventSession::ack`]. Subscribing again
+    /// under the same name resumes it; `since` applies only when the name is new.
+    pub async fn subscribe_durable(
+        &mut self,
+        pattern: &str,
+        name: &str,
+        since: Option<u64>,
+    ) -> Result<u32, ClientError> {
+        let options = SubscribeOptions {
+            since: since.map(Seq),
+            durable: Some(name.to_owned()),
+            ..SubscribeOptions::default()
+        };
+        self.subscribe_with(pattern, options).await
+    }
+
+    /// Acknowledges one delivery of a durable subscription.
+    pub async fn ack(&mut self, subscription: u32, seq: u64) -> Result<(), ClientError> {
+        let frame = self.session.ack(SubscriptionId(subscription), Seq(seq));
+        self.send(&frame).await
+    }
+
+    async fn subscribe_with(
+        &mut self,
+        pattern: &str,
+        options: SubscribeOptions,
+    ) -> Result<u32, ClientError> {
+        let filter = TopicFilter::parse(pattern)
+            .map_err(|e| ClientError::Daemon(format!("bad topic pattern {pattern:?}: {e}")))?;
         let (id, frame) = self.session.subscribe(filter, options);
         self.send(&frame).await?;
 

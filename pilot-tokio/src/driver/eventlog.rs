@@ -27,8 +27,6 @@
 //!   stay undelivered (never acknowledged) until the daemon restarts, since the file's state
 //!   after a failed sync is unknown.
 //! - A compaction rewrites the live part of the file while appends wait behind it.
-//! - Durable subscription positions are not saved (`Broker::durables_snapshot` is not reachable
-//!   through the agent): after a restart durable subscribers resume from their own `since`.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -303,6 +301,8 @@ impl Driver {
             self.restore_log();
         }
         self.log.flush();
+        let log_restored = self.log.recovery.is_none() && self.agent.node().is_some();
+        self.durables_turn(log_restored);
     }
 
     fn restore_log(&mut self) {

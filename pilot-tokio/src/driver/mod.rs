@@ -6,7 +6,7 @@
 //! oneshot channels), UDP datagrams (tunnel frames and beacon messages alike), registry and
 //! beacon-stream connection events, session wake-ups (a full IPC push queue freed a slot, or a
 //! stream is read again after its per-wake budget; see `sessions`), event-log completions, and
-//! one `Sleep` re-armed from the agent's `poll_timeout`, the reconnect and the trust timers.
+//! one `Sleep` re-armed from the agent's `poll_timeout`, the reconnect, trust and durables timers.
 //! After every input it drains, in the agent's order:
 //! `poll_transmit`, `poll_registry_bytes`, `poll_event`, repeating while events produce more
 //! output (bounded). Time is read only through [`clock`]; each wake reads at most
@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 mod beacon_io;
 pub mod commands;
 mod control;
+mod durables;
 mod eventlog;
 mod registry_io;
 mod sessions;
@@ -101,6 +102,7 @@ pub(crate) struct Driver {
     control: control::Control,
     trust: trust::Trust,
     log: eventlog::EventLog,
+    durables: durables::Durables,
     beacon_link: RegistryLink,
 }
 
@@ -144,6 +146,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         control: control::Control::new(setup.hostname),
         trust: trust::Trust::new(),
         log,
+        durables: durables::Durables::new(setup.event_log.as_deref()),
         beacon_link: RegistryLink::new(setup.beacon_tcp),
     };
     let mut beacon_events = d.beacon_link.take_events();
@@ -180,6 +183,7 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
             Some(done) = log_done.recv() => d.on_log_done(done),
         }
     }
+    d.save_durables();
     d.log.close().await;
     tracing::info!("driver stopped");
 }
@@ -290,6 +294,7 @@ impl Driver {
             link.reconnect_at,
             self.beacon_link.reconnect_at,
             self.trust.next_timer(),
+            self.durables.next_timer(),
         ];
         candidates
             .into_iter()
