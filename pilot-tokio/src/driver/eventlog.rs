@@ -1,6 +1,6 @@
 //! The daemon's event log, `<home>/events.log`: the broker's retained events on disk, so they
 //! survive a restart or a crash, and [`Command::PublishDurable`](super::commands::Command), the
-//! daemon's own publishes, answered once their record is on disk.
+//! daemon's own publishes, answered once their record is synced to disk.
 //!
 //! The file format is `pilot_proto::pubsub::log` (header, then length- and CRC-framed records
 //! and markers). Who does what:
@@ -10,9 +10,13 @@
 //!   driver calls `Agent::handle_persisted`.
 //! - The driver collects the records of one turn into a batch ([`EventLog::append`]) and, at
 //!   the end of the turn, hands it to a dedicated writer thread ([`EventLog::flush`]) unless a
-//!   batch is already being written: that is the group commit, one write and one `fdatasync`
-//!   for everything that arrived meanwhile. The thread answers [`Done::Appended`] and the
-//!   driver reports the batch persisted ([`Driver::on_log_done`]).
+//!   batch is already being written. The writer `write`s it and answers [`Done::Written`]: the
+//!   bytes are the kernel's now and survive a crash or `kill -9` of the daemon, so the driver
+//!   reports the batch persisted ([`Driver::on_log_done`]) and the broker delivers and
+//!   acknowledges it. A second thread, the syncer, runs `fdatasync` for everything written so
+//!   far (one sync covers every write that came while the previous one ran: the group commit)
+//!   and answers [`Done::Synced`]; only then is a `PublishDurable` answered. Delivery never
+//!   waits for a disk flush.
 //! - `NodeEvent::LogEvicted` marks the oldest records dead. When the dead prefix is at least
 //!   [`COMPACT_MIN`] and as large as the live part, the thread rewrites the file (header, a
 //!   marker for the last evicted sequence number, the live records) to `events.log.tmp`, syncs
@@ -27,12 +31,16 @@
 //!   stay undelivered (never acknowledged) until the daemon restarts, since the file's state
 //!   after a failed sync is unknown.
 //! - A compaction rewrites the live part of the file while appends wait behind it.
+//! - An event delivered or acknowledged to a pub/sub publisher is in the kernel but may not be
+//!   on the disk yet: a power loss (not a daemon crash) can lose the last unsynced writes.
+//!   `PublishDurable` (the webhook bridge's 2xx) waits for the sync.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
@@ -56,7 +64,7 @@ const HEADER_LEN: u64 = FILE_HEADER.len() as u64;
 /// What the writer thread is asked to do, in order.
 #[derive(Debug)]
 enum Job {
-    /// Append these records and sync; `through` is the last sequence number among them.
+    /// Append these records; `through` is the last sequence number among them.
     Append { bytes: Vec<u8>, through: Seq },
     /// Drop `drop` bytes after the header and put a marker for `marker` in their place.
     Compact { drop: u64, marker: Seq },
@@ -65,8 +73,10 @@ enum Job {
 /// What the writer thread reports back to the driver.
 #[derive(Debug)]
 pub(crate) enum Done {
-    /// Every record through this sequence number is on disk.
-    Appended(Seq),
+    /// Every record through this sequence number is written (in the kernel's page cache).
+    Written(Seq),
+    /// Every record through this sequence number is synced to the disk.
+    Synced(Seq),
     /// A compaction ended; on error the old file is still in place.
     Compacted(Result<(), String>),
     /// A write or sync failed; the thread has stopped.
@@ -318,10 +328,12 @@ impl Driver {
 
     /// The writer thread finished a job.
     pub(super) fn on_log_done(&mut self, done: Done) {
-        self.log.in_flight = self.log.in_flight.saturating_sub(1);
+        if !matches!(done, Done::Synced(_)) {
+            self.log.in_flight = self.log.in_flight.saturating_sub(1);
+        }
         match done {
-            Done::Appended(through) => {
-                self.agent.handle_persisted(clock(), through);
+            Done::Written(through) => self.agent.handle_persisted(clock(), through),
+            Done::Synced(through) => {
                 while let Some((seq, _)) = self.log.waiting.front()
                     && *seq <= through
                 {
@@ -355,10 +367,34 @@ fn writer_thread(
     };
     let _ = opened.send(Ok(recovery));
 
+    let (syncs, sync_rx) = std_mpsc::channel();
+    let sync_done = done.clone();
+    let syncer = std::thread::Builder::new()
+        .name("pilot-event-sync".into())
+        .spawn(move || syncer_thread(&sync_rx, &sync_done));
+    run_jobs(&mut writer, &jobs, &done, &syncs);
+
+    // The syncer makes what was written durable, then ends with its channel.
+    drop(syncs);
+    if let Ok(syncer) = syncer {
+        let _ = syncer.join();
+    }
+}
+
+/// Runs jobs until the driver drops its sender, a write fails or the driver is gone.
+fn run_jobs(
+    writer: &mut Writer,
+    jobs: &std_mpsc::Receiver<Job>,
+    done: &mpsc::UnboundedSender<Done>,
+    syncs: &std_mpsc::Sender<(Arc<File>, Seq)>,
+) {
     while let Ok(job) = jobs.recv() {
         let report = match job {
             Job::Append { bytes, through } => match writer.append(&bytes) {
-                Ok(()) => Done::Appended(through),
+                Ok(()) => {
+                    let _ = syncs.send((writer.file.clone(), through));
+                    Done::Written(through)
+                }
                 Err(e) => {
                     let _ = done.send(Done::Failed(e.to_string()));
                     return;
@@ -374,11 +410,31 @@ fn writer_thread(
     }
 }
 
+/// The syncer thread: `fdatasync` for everything written so far, one sync for all the writes
+/// that arrived while the previous one ran; reports how far the disk holds the log.
+fn syncer_thread(syncs: &std_mpsc::Receiver<(Arc<File>, Seq)>, done: &mpsc::UnboundedSender<Done>) {
+    while let Ok(mut latest) = syncs.recv() {
+        while let Ok(newer) = syncs.try_recv() {
+            latest = newer;
+        }
+        let (file, through) = latest;
+        let report = match file.sync_data() {
+            Ok(()) => Done::Synced(through),
+            Err(e) => Done::Failed(format!("sync: {e}")),
+        };
+        let failed = matches!(report, Done::Failed(_));
+        if done.send(report).is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// The open log file and its length.
 #[derive(Debug)]
 struct Writer {
     path: PathBuf,
-    file: File,
+    /// Shared with the syncer, which syncs the file the writes went to.
+    file: Arc<File>,
     len: u64,
 }
 
@@ -409,19 +465,16 @@ impl Writer {
         sync_dir(path).map_err(what)?;
         let writer = Writer {
             path: path.to_owned(),
-            file,
+            file: Arc::new(file),
             len,
         };
         Ok((writer, recovery))
     }
 
-    /// Appends `bytes` and makes them durable; on failure cuts the file back to its last good
-    /// length (best effort).
+    /// Appends `bytes` (the syncer makes them durable); on failure cuts the file back to its
+    /// last good length (best effort).
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let result = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| self.file.sync_data());
+        let result = (&*self.file).write_all(bytes);
         match result {
             Ok(()) => {
                 self.len += bytes.len() as u64;
@@ -439,8 +492,8 @@ impl Writer {
     /// file stays in use.
     fn compact(&mut self, drop: u64, marker: Seq) -> std::io::Result<()> {
         let tmp = tmp_path(&self.path);
-        let written = write_compacted(&mut self.file, &tmp, drop, marker);
-        self.file.seek(SeekFrom::End(0))?;
+        let written = write_compacted(&self.file, &tmp, drop, marker);
+        (&*self.file).seek(SeekFrom::End(0))?;
         let renamed = written.and_then(|out| std::fs::rename(&tmp, &self.path).map(|()| out));
         let (file, len) = match renamed {
             Ok(out) => out,
@@ -450,7 +503,7 @@ impl Writer {
             }
         };
 
-        self.file = file;
+        self.file = Arc::new(file);
         self.len = len;
         if let Err(e) = sync_dir(&self.path) {
             tracing::warn!(error = %e, "event log: directory sync after compaction failed");
@@ -462,7 +515,7 @@ impl Writer {
 /// Writes header, marker and everything after the first `drop` bytes of entries of `from` to
 /// a new file at `tmp` and syncs it; returns it (positioned at its end) and its length.
 fn write_compacted(
-    from: &mut File,
+    mut from: &File,
     tmp: &Path,
     drop: u64,
     marker: Seq,
@@ -479,7 +532,7 @@ fn write_compacted(
     to.write_all(&head)?;
 
     from.seek(SeekFrom::Start(HEADER_LEN + drop))?;
-    let copied = std::io::copy(from, &mut to)?;
+    let copied = std::io::copy(&mut from, &mut to)?;
     to.sync_all()?;
     Ok((to, head.len() as u64 + copied))
 }
@@ -618,6 +671,9 @@ mod tests {
                 .await
                 .expect("the writer answers")
                 .expect("thread alive");
+            if matches!(report, Done::Synced(_)) {
+                continue;
+            }
             log.in_flight -= 1;
             if let Done::Compacted(result) = &report {
                 log.layout.end_compaction(result.is_ok());
@@ -639,7 +695,7 @@ mod tests {
         }
         let reports = turn(&mut log, &mut done).await;
         assert!(
-            matches!(reports[..], [Done::Appended(Seq(4))]),
+            matches!(reports[..], [Done::Written(Seq(4))]),
             "one batch: {reports:?}"
         );
 
@@ -649,7 +705,7 @@ mod tests {
         assert!(
             matches!(
                 reports[..],
-                [Done::Appended(Seq(5)), Done::Compacted(Ok(()))]
+                [Done::Written(Seq(5)), Done::Compacted(Ok(()))]
             ),
             "append, then compaction: {reports:?}"
         );
