@@ -18,9 +18,11 @@
 //!   and answers [`Done::Synced`]; only then is a `PublishDurable` answered. Delivery never
 //!   waits for a disk flush.
 //! - `NodeEvent::LogEvicted` marks the oldest records dead. When the dead prefix is at least
-//!   [`COMPACT_MIN`] and as large as the live part, the thread rewrites the file (header, a
-//!   marker for the last evicted sequence number, the live records) to `events.log.tmp`, syncs
-//!   it, renames it over the log and syncs the directory.
+//!   [`COMPACT_MIN`] and as large as the live part, the file is rewritten (header, a marker for
+//!   the last evicted sequence number, the live records) to `events.log.tmp` without stopping
+//!   appends: a copier thread copies and syncs the live part as it was ([`Done::Copied`]); then
+//!   the writer adds what was appended meanwhile, syncs, renames the copy over the log and
+//!   syncs the directory ([`Done::Compacted`]).
 //! - At start the thread reads the file, keeps its valid prefix (`log::recover`: a torn or
 //!   corrupt tail is cut) and the driver restores it into the broker as soon as the node exists
 //!   (right after registration, before any peer can reach port 1002).
@@ -30,7 +32,6 @@
 //! - A failed write or sync stops the log for the rest of the run: later events are refused or
 //!   stay undelivered (never acknowledged) until the daemon restarts, since the file's state
 //!   after a failed sync is unknown.
-//! - A compaction rewrites the live part of the file while appends wait behind it.
 //! - An event delivered or acknowledged to a pub/sub publisher is in the kernel but may not be
 //!   on the disk yet: a power loss (not a daemon crash) can lose the last unsynced writes.
 //!   `PublishDurable` (the webhook bridge's 2xx) waits for the sync.
@@ -66,8 +67,20 @@ const HEADER_LEN: u64 = FILE_HEADER.len() as u64;
 enum Job {
     /// Append these records; `through` is the last sequence number among them.
     Append { bytes: Vec<u8>, through: Seq },
-    /// Drop `drop` bytes after the header and put a marker for `marker` in their place.
+    /// Drop `drop` bytes after the header and put a marker for `marker` in their place: start
+    /// the copier.
     Compact { drop: u64, marker: Seq },
+    /// The copier is done: add what was appended since, and put the copy in place.
+    Finish(LiveCopy),
+}
+
+/// A compaction's copy of the live records, synced, waiting to replace the log.
+#[derive(Debug)]
+pub(crate) struct LiveCopy {
+    file: File,
+    /// Where the copy stopped in the old file: appends after it are added at the finish.
+    copied_through: u64,
+    len: u64,
 }
 
 /// What the writer thread reports back to the driver.
@@ -77,6 +90,8 @@ pub(crate) enum Done {
     Written(Seq),
     /// Every record through this sequence number is synced to the disk.
     Synced(Seq),
+    /// A compaction's copy is ready to be finished (or failed).
+    Copied(Result<LiveCopy, String>),
     /// A compaction ended; on error the old file is still in place.
     Compacted(Result<(), String>),
     /// A write or sync failed; the thread has stopped.
@@ -198,7 +213,6 @@ impl EventLog {
         if let Some((drop, marker)) = self.layout.compaction_due()
             && jobs.send(Job::Compact { drop, marker }).is_ok()
         {
-            self.in_flight += 1;
             self.layout.start_compaction(drop);
         }
     }
@@ -328,7 +342,7 @@ impl Driver {
 
     /// The writer thread finished a job.
     pub(super) fn on_log_done(&mut self, done: Done) {
-        if !matches!(done, Done::Synced(_)) {
+        if matches!(done, Done::Written(_) | Done::Failed(_)) {
             self.log.in_flight = self.log.in_flight.saturating_sub(1);
         }
         match done {
@@ -341,6 +355,15 @@ impl Driver {
                         let _ = reply.send(Ok(seq.0));
                     }
                 }
+            }
+            Done::Copied(Ok(copy)) => {
+                if let Some(jobs) = &self.log.jobs {
+                    let _ = jobs.send(Job::Finish(copy));
+                }
+            }
+            Done::Copied(Err(error)) => {
+                tracing::warn!(%error, "event log compaction failed; the old file is kept");
+                self.log.layout.end_compaction(false);
             }
             Done::Compacted(result) => {
                 if let Err(error) = &result {
@@ -401,8 +424,10 @@ fn run_jobs(
                 }
             },
             Job::Compact { drop, marker } => {
-                Done::Compacted(writer.compact(drop, marker).map_err(|e| e.to_string()))
+                writer.start_copy(drop, marker, done.clone());
+                continue;
             }
+            Job::Finish(copy) => Done::Compacted(writer.finish(copy).map_err(|e| e.to_string())),
         };
         if done.send(report).is_err() {
             return;
@@ -487,24 +512,47 @@ impl Writer {
         }
     }
 
-    /// Rewrites the file without the `drop` bytes after the header, a marker for `marker` in
-    /// their place: written to a temporary file, synced, renamed over the log. On error the old
-    /// file stays in use.
+    /// Starts a compaction on a copier thread: the live records as the file holds them now,
+    /// without the `drop` bytes after the header and with a marker for `marker` in their
+    /// place, go to a synced temporary file. Appends go on meanwhile.
+    fn start_copy(&self, drop: u64, marker: Seq, done: mpsc::UnboundedSender<Done>) {
+        let (path, through) = (self.path.clone(), self.len);
+        let copier = std::thread::Builder::new()
+            .name("pilot-event-compact".into())
+            .spawn(move || {
+                let copy = write_compacted(&path, drop, marker, through);
+                let _ = done.send(Done::Copied(copy.map_err(|e| e.to_string())));
+            });
+        if let Err(e) = copier {
+            let _ = self.file.sync_data();
+            tracing::warn!(error = %e, "event log: no compaction thread");
+        }
+    }
+
+    /// A whole compaction in this thread (copy, then finish).
+    #[cfg(test)]
     fn compact(&mut self, drop: u64, marker: Seq) -> std::io::Result<()> {
+        let copy = write_compacted(&self.path, drop, marker, self.len)?;
+        self.finish(copy)
+    }
+
+    /// Ends a compaction: adds what was appended since the copy, syncs the copy, renames it
+    /// over the log and writes to it from now on. On error the old file stays in use.
+    fn finish(&mut self, mut copy: LiveCopy) -> std::io::Result<()> {
         let tmp = tmp_path(&self.path);
-        let written = write_compacted(&self.file, &tmp, drop, marker);
-        (&*self.file).seek(SeekFrom::End(0))?;
-        let renamed = written.and_then(|out| std::fs::rename(&tmp, &self.path).map(|()| out));
-        let (file, len) = match renamed {
-            Ok(out) => out,
+        let caught_up = append_range(&self.path, copy.copied_through, self.len, &mut copy.file)
+            .and_then(|added| copy.file.sync_data().map(|()| added))
+            .and_then(|added| std::fs::rename(&tmp, &self.path).map(|()| added));
+        let added = match caught_up {
+            Ok(added) => added,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
         };
 
-        self.file = Arc::new(file);
-        self.len = len;
+        self.file = Arc::new(copy.file);
+        self.len = copy.len + added;
         if let Err(e) = sync_dir(&self.path) {
             tracing::warn!(error = %e, "event log: directory sync after compaction failed");
         }
@@ -512,29 +560,38 @@ impl Writer {
     }
 }
 
-/// Writes header, marker and everything after the first `drop` bytes of entries of `from` to
-/// a new file at `tmp` and syncs it; returns it (positioned at its end) and its length.
-fn write_compacted(
-    mut from: &File,
-    tmp: &Path,
-    drop: u64,
-    marker: Seq,
-) -> std::io::Result<(File, u64)> {
+/// Appends bytes `from..to` of the file at `path` to `out`; returns how many.
+fn append_range(path: &Path, from: u64, to: u64, out: &mut File) -> std::io::Result<u64> {
+    let mut src = File::open(path)?;
+    src.seek(SeekFrom::Start(from))?;
+    let added = std::io::copy(&mut src.take(to.saturating_sub(from)), out)?;
+    Ok(added)
+}
+
+/// Writes header, marker and the entries of the log at `path` after its first `drop` bytes of
+/// entries, up to byte `through`, to a new file at the temporary path and syncs it; returns it
+/// positioned at its end.
+fn write_compacted(path: &Path, drop: u64, marker: Seq, through: u64) -> std::io::Result<LiveCopy> {
+    let tmp = tmp_path(path);
     let mut to = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(tmp)?;
+        .open(&tmp)?;
     let mut head = FILE_HEADER.to_vec();
     log::encode_marker(marker, &mut head);
     to.write_all(&head)?;
 
-    from.seek(SeekFrom::Start(HEADER_LEN + drop))?;
-    let copied = std::io::copy(&mut from, &mut to)?;
+    let copied = append_range(path, HEADER_LEN + drop, through, &mut to)?;
     to.sync_all()?;
-    Ok((to, head.len() as u64 + copied))
+    let len = head.len() as u64 + copied;
+    Ok(LiveCopy {
+        file: to,
+        copied_through: through,
+        len,
+    })
 }
 
 fn open_rw(path: &Path) -> std::io::Result<File> {
@@ -665,20 +722,28 @@ mod tests {
     async fn turn(log: &mut EventLog, done: &mut mpsc::UnboundedReceiver<Done>) -> Vec<Done> {
         log.flush();
         let mut reports = Vec::new();
-        while log.in_flight > 0 {
+        while log.in_flight > 0 || log.layout.compacting.is_some() {
             let wait = tokio::time::timeout(std::time::Duration::from_secs(20), done.recv());
             let report = wait
                 .await
                 .expect("the writer answers")
                 .expect("thread alive");
-            if matches!(report, Done::Synced(_)) {
-                continue;
+            match report {
+                Done::Synced(_) => continue,
+                Done::Copied(Ok(copy)) => {
+                    let jobs = log.jobs.as_ref().expect("log on");
+                    jobs.send(Job::Finish(copy)).expect("writer alive");
+                    continue;
+                }
+                Done::Compacted(result) => {
+                    log.layout.end_compaction(result.is_ok());
+                    reports.push(Done::Compacted(result));
+                }
+                other => {
+                    log.in_flight -= 1;
+                    reports.push(other);
+                }
             }
-            log.in_flight -= 1;
-            if let Done::Compacted(result) = &report {
-                log.layout.end_compaction(result.is_ok());
-            }
-            reports.push(report);
         }
         reports
     }
@@ -722,6 +787,32 @@ mod tests {
             layout.dead, MARKER_LEN,
             "only the marker is dead after compaction"
         );
+    }
+
+    #[test]
+    fn appends_made_during_a_compaction_land_in_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut writer, _) = Writer::open(&path).unwrap();
+        for seq in 1..=3 {
+            writer.append(&record(seq, "t", b"old")).unwrap();
+        }
+        let first = record(1, "t", b"old").len() as u64;
+
+        let copy = write_compacted(&path, first, Seq(1), writer.len).unwrap();
+        writer.append(&record(4, "t", b"during")).unwrap();
+        writer.finish(copy).unwrap();
+        writer.append(&record(5, "t", b"after")).unwrap();
+
+        let (_, recovery) = Writer::open(&path).unwrap();
+        let seqs: Vec<u64> = recovery.records.iter().map(|r| r.seq.0).collect();
+        assert_eq!(
+            seqs,
+            [2, 3, 4, 5],
+            "the evicted record left, nothing else did"
+        );
+        assert_eq!(recovery.next_seq, Seq(6));
+        assert!(!tmp_path(&path).exists());
     }
 
     #[test]
