@@ -25,6 +25,11 @@ struct Pair {
 
 impl Pair {
     fn new() -> Self {
+        Self::with_config(NodeConfig::default())
+    }
+
+    /// A pair whose node B (index 1) runs with `b_config`.
+    fn with_config(b_config: NodeConfig) -> Self {
         let now = Instant::now();
         let ids = [Identity::from_seed(&[1; 32]), Identity::from_seed(&[2; 32])];
         let keys = [ids[0].verifying_key(), ids[1].verifying_key()];
@@ -34,7 +39,7 @@ impl Pair {
         ];
         let [id_a, id_b] = ids;
         let mut a = Node::new(NodeConfig::default(), id_a, A, [3; 32], now);
-        let mut b = Node::new(NodeConfig::default(), id_b, B, [4; 32], now);
+        let mut b = Node::new(b_config, id_b, B, [4; 32], now);
         a.add_peer(now, B, endpoints[1], Some(keys[1])).unwrap();
         b.add_peer(now, A, endpoints[0], Some(keys[0])).unwrap();
         Self {
@@ -273,4 +278,69 @@ fn v05_subscriber_receives_remote_publish_through_the_broker() {
     let frames = event_frames(&received);
     assert_eq!(frames[0].0, "tasks.complete");
     assert_eq!(frames[0].1, br#"{"task_id":"abc123"}"#);
+}
+
+#[test]
+fn a_lagging_event_log_holds_v05_publishers_back_instead_of_dropping_their_events() {
+    use pilot_proto::wire::event::EventRepr;
+    let mut config = NodeConfig::default();
+    let broker = config.broker.as_mut().expect("broker on by default");
+    broker.persistent = true;
+    broker.max_uncommitted = 4;
+    let mut pair = Pair::with_config(config);
+
+    // A v0.5 subscriber and a v0.5 publisher, both on A, at B's broker.
+    let open = |pair: &mut Pair, filter: &[u8]| {
+        let stream = pair.nodes[0].connect(pair.now, AddrPort::new(B, port::EVENT_STREAM));
+        let stream = stream.unwrap();
+        pair.run_until(500, |p| {
+            p.events[0].contains(&NodeEvent::Connected { stream })
+        });
+        let first = EventRepr::new(filter, b"").unwrap().to_vec();
+        pair.nodes[0].send(pair.now, stream, &first).unwrap();
+        stream
+    };
+    let sub = open(&mut pair, b"jobs.*");
+    let publisher = open(&mut pair, b"unused.topic");
+    // Let both first frames reach the broker.
+    let opened = pair.now;
+    pair.run_until(200, |p| {
+        p.exchange();
+        p.now > opened + Duration::from_millis(100)
+    });
+
+    const EVENTS: usize = 40;
+    let mut burst = Vec::new();
+    for i in 0..EVENTS {
+        burst.extend(
+            EventRepr::new(b"jobs.done", format!("{i}").as_bytes())
+                .unwrap()
+                .to_vec(),
+        );
+    }
+    pair.nodes[0].send(pair.now, publisher, &burst).unwrap();
+
+    // The test is B's driver: it persists two records per round, so the log always lags.
+    let mut received = Vec::new();
+    pair.run_until(20_000, |p| {
+        let appended: Vec<_> = p.events[1]
+            .iter()
+            .filter_map(|e| match e {
+                NodeEvent::LogAppend { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        p.events[1].retain(|e| !matches!(e, NodeEvent::LogAppend { .. }));
+        for seq in appended.chunks(2).map(|c| c[c.len() - 1]) {
+            p.nodes[1].handle_persisted(p.now, seq);
+        }
+        received.extend(p.read_all(0, sub));
+        event_frames(&received).len() == EVENTS
+    });
+    let payloads: Vec<String> = event_frames(&received)
+        .into_iter()
+        .map(|(_, payload)| String::from_utf8(payload).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..EVENTS).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, expected, "every event, in order, none refused");
 }

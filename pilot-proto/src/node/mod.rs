@@ -199,6 +199,7 @@ impl Node {
         if let Some(broker) = &mut self.services.broker {
             broker.handle_persisted(now, through);
         }
+        self.services.resume(now, &mut self.transport);
         self.pump(now);
     }
 

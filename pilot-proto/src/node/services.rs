@@ -6,6 +6,11 @@
 //! connection's outbox, and the broker is granted more credit as the outbox drains, so one slow
 //! subscriber never holds up the others.
 //!
+//! While the broker's event log lags (`Broker::is_backlogged`), broker connections are not
+//! read: their bytes wait in the transport's receive buffer, whose window then holds the
+//! publisher back, instead of publishes being refused. [`Services::resume`] reads them again
+//! once the log caught up.
+//!
 //! Each service connection has a bounded outbox: bytes the service produced that the
 //! transport's send buffer could not take yet. A peer that never reads cannot make it grow
 //! past the configured limit; the connection is reset instead.
@@ -48,6 +53,8 @@ pub(super) struct Services {
     outbox_limit: usize,
     read_buf: Vec<u8>,
     pub(super) broker: Option<Broker>,
+    /// Broker connections left unread while the event log lagged.
+    paused: BTreeSet<ConnId>,
 }
 
 impl Services {
@@ -58,6 +65,7 @@ impl Services {
             outbox_limit: config.service_outbox,
             read_buf: vec![0; READ_CHUNK],
             broker: config.broker.clone().map(Broker::new),
+            paused: BTreeSet::new(),
         }
     }
 
@@ -174,6 +182,10 @@ impl Services {
     fn on_readable(&mut self, now: Instant, transport: &mut Transport, conn: ConnId) {
         // Bounded: each successful read drains the receive buffer, which is itself bounded.
         loop {
+            if self.broker_lags(conn) {
+                self.paused.insert(conn);
+                break;
+            }
             match transport.recv(conn, &mut self.read_buf) {
                 Ok(0) => {
                     transport.close(now, conn);
@@ -188,6 +200,27 @@ impl Services {
             }
         }
         self.flush(now, transport, conn);
+    }
+
+    /// Whether `conn` is a broker connection and the event log is too far behind to read it.
+    fn broker_lags(&self, conn: ConnId) -> bool {
+        let is_broker = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.kind == ServiceKind::Broker);
+        is_broker && self.broker.as_ref().is_some_and(Broker::is_backlogged)
+    }
+
+    /// Reads the broker connections paused while the log lagged, once it caught up.
+    pub(super) fn resume(&mut self, now: Instant, transport: &mut Transport) {
+        if self.broker.as_ref().is_some_and(Broker::is_backlogged) {
+            return;
+        }
+        for conn in std::mem::take(&mut self.paused) {
+            if self.conns.contains_key(&conn) {
+                self.on_readable(now, transport, conn);
+            }
+        }
     }
 
     fn serve(&mut self, now: Instant, conn: ConnId, read: usize) {

@@ -56,6 +56,10 @@ use super::{Driver, clock};
 /// Dead bytes at the front of the file below which it is never compacted.
 pub(super) const COMPACT_MIN: u64 = 1 << 20;
 
+/// The shortest time between two syncs: the price of a sync is paid once per window, and a
+/// `PublishDurable` waits at most this much longer.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Bytes of one marker entry (`log::encode_marker`).
 const MARKER_LEN: u64 = 18;
 
@@ -438,10 +442,18 @@ fn run_jobs(
 /// The syncer thread: `fdatasync` for everything written so far, one sync for all the writes
 /// that arrived while the previous one ran; reports how far the disk holds the log.
 fn syncer_thread(syncs: &std_mpsc::Receiver<(Arc<File>, Seq)>, done: &mpsc::UnboundedSender<Done>) {
+    let mut last_sync = std::time::Instant::now();
     while let Ok(mut latest) = syncs.recv() {
-        while let Ok(newer) = syncs.try_recv() {
-            latest = newer;
+        // At most one sync per SYNC_EVERY: the writes of that window share it.
+        let until = last_sync + SYNC_EVERY;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match syncs.recv_timeout(left) {
+                Ok(newer) => latest = newer,
+                Err(_) => break,
+            }
         }
+        last_sync = std::time::Instant::now();
         let (file, through) = latest;
         let report = match file.sync_data() {
             Ok(()) => Done::Synced(through),

@@ -41,7 +41,7 @@ pub struct BrokerConfig {
     /// Whether events wait for [`Broker::handle_persisted`](super::Broker::handle_persisted) before
     /// delivery and acknowledgement.
     pub persistent: bool,
-    /// Events awaiting persistence before further publishes are refused.
+    /// Events awaiting persistence before client input is held (and local publishes refused).
     pub max_uncommitted: usize,
 }
 

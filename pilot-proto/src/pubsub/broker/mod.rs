@@ -68,6 +68,8 @@ pub struct Broker {
     index: SubscriptionIndex<(ClientId, SubscriptionId)>,
     retained: Retained,
     uncommitted: VecDeque<Uncommitted>,
+    /// Clients whose buffered input waits for the log to catch up (see `handle_bytes`).
+    held_input: BTreeSet<ClientId>,
     next_seq: Seq,
     parked: BTreeMap<String, Parked>,
     durables_in_use: BTreeSet<String>,
@@ -123,6 +125,7 @@ impl Broker {
             index: SubscriptionIndex::new(),
             retained: Retained::default(),
             uncommitted: VecDeque::new(),
+            held_input: BTreeSet::new(),
             next_seq: Seq(1),
             parked: BTreeMap::new(),
             durables_in_use: BTreeSet::new(),
@@ -169,6 +172,12 @@ impl Broker {
         };
         state.reader.push(bytes);
         loop {
+            // A lagging log holds the client's frames (publishes would be refused); they are
+            // read on once `handle_persisted` catches up. The driver stops feeding bytes.
+            if self.is_backlogged() {
+                self.held_input.insert(client);
+                return;
+            }
             let Some(state) = self.clients.get_mut(&client) else {
                 return;
             };
@@ -212,6 +221,11 @@ impl Broker {
                 break;
             };
             self.commit(now, event, ack);
+        }
+        if !self.is_backlogged() {
+            for client in std::mem::take(&mut self.held_input) {
+                self.handle_bytes(now, client, &[]);
+            }
         }
     }
 
@@ -353,8 +367,9 @@ impl Broker {
         Some(self.clients.get(&client)?.subs.get(&id)?.stats())
     }
 
-    /// Returns whether the log is so far behind that publishes must be refused.
-    fn is_backlogged(&self) -> bool {
+    /// Returns whether the log is so far behind that publishes would be refused: a driver
+    /// should stop reading client input until [`Broker::handle_persisted`] catches up.
+    pub fn is_backlogged(&self) -> bool {
         self.uncommitted.len() >= self.config.max_uncommitted
     }
 
