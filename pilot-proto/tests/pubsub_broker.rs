@@ -12,8 +12,7 @@ use bytes::Bytes;
 use pilot_proto::pubsub::broker::{BrokerStats, CloseReason, PublishError, Retention};
 use pilot_proto::pubsub::client::{ClientSession, SubscribeOptions};
 use pilot_proto::pubsub::codec::{
-    ClientMessage, Delivery, ErrorCode, FrameReader, GapNotice, GapReason, ServerMessage,
-    SubscribeRequest,
+    ClientMessage, Delivery, FrameReader, GapNotice, GapReason, ServerMessage, SubscribeRequest,
 };
 use pilot_proto::pubsub::{
     Broker, BrokerConfig, BrokerEvent, ClientId, Seq, SubscriptionId, Topic, TopicFilter,
