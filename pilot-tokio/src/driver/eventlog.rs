@@ -9,23 +9,22 @@
 //!   `NodeEvent::LogAppend` and stays invisible (not delivered, not acknowledged) until the
 //!   driver calls `Agent::handle_persisted`.
 //! - The driver collects the records of one turn into a batch ([`EventLog::append`]) and, at
-//!   the end of the turn, hands it to a dedicated writer thread ([`EventLog::flush`]) unless a
-//!   batch is already being written. The writer `write`s it and answers [`Done::Written`]: the
-//!   bytes are the kernel's now and survive a crash or `kill -9` of the daemon, so the driver
-//!   reports the batch persisted ([`Driver::on_log_done`]) and the broker delivers and
-//!   acknowledges it. A second thread, the syncer, runs `fdatasync` for everything written so
-//!   far (one sync covers every write that came while the previous one ran: the group commit)
-//!   and answers [`Done::Synced`]; only then is a `PublishDurable` answered. Delivery never
-//!   waits for a disk flush.
+//!   the end of the turn, `write`s it itself ([`EventLog::flush`]; a write to the page cache
+//!   takes microseconds, with no thread hand-off). The bytes are then the kernel's and survive
+//!   a crash or `kill -9` of the daemon, so the driver releases the batch to the broker
+//!   (`Agent::handle_persisted`), which delivers and acknowledges it. A syncer thread runs
+//!   `fdatasync` for everything written so far, at most every [`SYNC_EVERY`] (one sync covers
+//!   all the writes of its window: the group commit), and answers [`Done::Synced`]; only then
+//!   is a `PublishDurable` answered. Delivery never waits for a disk flush.
 //! - `NodeEvent::LogEvicted` marks the oldest records dead. When the dead prefix is at least
 //!   [`COMPACT_MIN`] and as large as the live part, the file is rewritten (header, a marker for
 //!   the last evicted sequence number, the live records) to `events.log.tmp` without stopping
 //!   appends: a copier thread copies and syncs the live part as it was ([`Done::Copied`]); then
-//!   the writer adds what was appended meanwhile, syncs, renames the copy over the log and
-//!   syncs the directory ([`Done::Compacted`]).
-//! - At start the thread reads the file, keeps its valid prefix (`log::recover`: a torn or
-//!   corrupt tail is cut) and the driver restores it into the broker as soon as the node exists
-//!   (right after registration, before any peer can reach port 1002).
+//!   the driver adds what was appended meanwhile, syncs, renames the copy over the log and
+//!   syncs the directory.
+//! - At start the file is read on a blocking thread, its valid prefix kept (`log::recover`: a
+//!   torn or corrupt tail is cut), and the driver restores it into the broker as soon as the
+//!   node exists (right after registration, before any peer can reach port 1002).
 //!
 //! # Limitations
 //!
@@ -47,7 +46,7 @@ use std::thread::JoinHandle;
 
 use pilot_proto::pubsub::log::{self, FILE_HEADER, LogError, Recovery};
 use pilot_proto::pubsub::{Seq, Topic};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::commands::Reply;
 use super::control::error_text;
@@ -66,18 +65,6 @@ const MARKER_LEN: u64 = 18;
 /// The header's length, where the first entry starts.
 const HEADER_LEN: u64 = FILE_HEADER.len() as u64;
 
-/// What the writer thread is asked to do, in order.
-#[derive(Debug)]
-enum Job {
-    /// Append these records; `through` is the last sequence number among them.
-    Append { bytes: Vec<u8>, through: Seq },
-    /// Drop `drop` bytes after the header and put a marker for `marker` in their place: start
-    /// the copier.
-    Compact { drop: u64, marker: Seq },
-    /// The copier is done: add what was appended since, and put the copy in place.
-    Finish(LiveCopy),
-}
-
 /// A compaction's copy of the live records, synced, waiting to replace the log.
 #[derive(Debug)]
 pub(crate) struct LiveCopy {
@@ -87,33 +74,32 @@ pub(crate) struct LiveCopy {
     len: u64,
 }
 
-/// What the writer thread reports back to the driver.
+/// What the log's helper threads report back to the driver.
 #[derive(Debug)]
 pub(crate) enum Done {
-    /// Every record through this sequence number is written (in the kernel's page cache).
-    Written(Seq),
     /// Every record through this sequence number is synced to the disk.
     Synced(Seq),
     /// A compaction's copy is ready to be finished (or failed).
     Copied(Result<LiveCopy, String>),
-    /// A compaction ended; on error the old file is still in place.
-    Compacted(Result<(), String>),
-    /// A write or sync failed; the thread has stopped.
+    /// A sync failed; the syncer has stopped.
     Failed(String),
 }
 
-/// The driver's side of the log: the batch being collected, what the file holds, and the
-/// daemon's own publishes waiting for their record to reach the disk.
-#[derive(Debug, Default)]
+/// The driver's side of the log: the open file, the batch being collected, what the file
+/// holds, and the daemon's own publishes waiting for their record to be synced.
+#[derive(Debug)]
 pub(super) struct EventLog {
     /// `None` when persistence is off (no path, the file could not be opened, or it failed).
-    jobs: Option<std_mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    writer: Option<Writer>,
+    /// Written batches for the syncer thread.
+    syncs: Option<std_mpsc::Sender<(Arc<File>, Seq)>>,
+    syncer: Option<JoinHandle<()>>,
+    /// Where the helper threads report.
+    done: mpsc::UnboundedSender<Done>,
     /// What the file held at start, until the node exists to take it.
     recovery: Option<Recovery>,
     batch: Vec<u8>,
     batch_through: Option<Seq>,
-    in_flight: usize,
     waiting: VecDeque<(Seq, Reply<u64>)>,
     layout: Layout,
 }
@@ -133,51 +119,66 @@ struct Layout {
 }
 
 impl EventLog {
-    /// Opens (or creates) the log at `path` on a new writer thread and reads back what it
-    /// holds. Without a path, or when the file cannot be used, the log is off (see
-    /// [`EventLog::is_on`]) and the error is logged.
+    /// A log that keeps nothing (persistence off).
+    fn off(done: mpsc::UnboundedSender<Done>) -> EventLog {
+        EventLog {
+            writer: None,
+            syncs: None,
+            syncer: None,
+            done,
+            recovery: None,
+            batch: Vec::new(),
+            batch_through: None,
+            waiting: VecDeque::new(),
+            layout: Layout::default(),
+        }
+    }
+
+    /// Opens (or creates) the log at `path` (on a blocking thread) and reads back what it
+    /// holds, and starts the syncer thread. Without a path, or when the file cannot be used,
+    /// the log is off (see [`EventLog::is_on`]) and the error is logged.
     pub(super) async fn open(path: Option<PathBuf>) -> (EventLog, mpsc::UnboundedReceiver<Done>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let Some(path) = path else {
-            return (EventLog::default(), done_rx);
+            return (EventLog::off(done_tx), done_rx);
         };
 
-        let (jobs, job_rx) = std_mpsc::channel();
-        let (opened_tx, opened_rx) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("pilot-eventlog".into())
-            .spawn(move || writer_thread(path, opened_tx, job_rx, done_tx));
-        let Ok(thread) = thread else {
-            tracing::error!("event log: no writer thread; events are kept in memory only");
-            return (EventLog::default(), done_rx);
-        };
-        let recovery = match opened_rx.await {
-            Ok(Ok(recovery)) => recovery,
+        let opened = tokio::task::spawn_blocking(move || Writer::open(&path)).await;
+        let (writer, recovery) = match opened {
+            Ok(Ok(opened)) => opened,
             Ok(Err(error)) => {
                 tracing::error!(%error, "event log unusable; events are kept in memory only");
-                return (EventLog::default(), done_rx);
+                return (EventLog::off(done_tx), done_rx);
             }
-            Err(_) => return (EventLog::default(), done_rx),
+            Err(_) => return (EventLog::off(done_tx), done_rx),
+        };
+        let (syncs, sync_rx) = std_mpsc::channel();
+        let sync_done = done_tx.clone();
+        let syncer = std::thread::Builder::new()
+            .name("pilot-event-sync".into())
+            .spawn(move || syncer_thread(&sync_rx, &sync_done));
+        let Ok(syncer) = syncer else {
+            tracing::error!("event log: no syncer thread; events are kept in memory only");
+            return (EventLog::off(done_tx), done_rx);
         };
 
-        let log = EventLog {
-            jobs: Some(jobs),
-            thread: Some(thread),
-            layout: Layout::recovered(&recovery),
-            recovery: Some(recovery),
-            ..EventLog::default()
-        };
+        let mut log = EventLog::off(done_tx);
+        log.layout = Layout::recovered(&recovery);
+        log.recovery = Some(recovery);
+        log.writer = Some(writer);
+        log.syncs = Some(syncs);
+        log.syncer = Some(syncer);
         (log, done_rx)
     }
 
     /// Whether events reach the disk (the broker must then run with `persistent` on).
     pub(super) fn is_on(&self) -> bool {
-        self.jobs.is_some()
+        self.writer.is_some()
     }
 
     /// Adds one record (already encoded by the broker) to this turn's batch.
     fn append(&mut self, seq: Seq, record: &[u8]) {
-        if self.jobs.is_none() {
+        if self.writer.is_none() {
             return;
         }
         self.batch.extend_from_slice(record);
@@ -199,32 +200,46 @@ impl EventLog {
         layout.evicted = Some(layout.evicted.map_or(through, |e| e.max(through)));
     }
 
-    /// End of a driver turn: unless the thread is busy, hands it the batch collected so far and,
-    /// when due, a compaction.
-    fn flush(&mut self) {
-        let Some(jobs) = &self.jobs else { return };
-        if self.in_flight > 0 {
-            return;
-        }
-
-        if let Some(through) = self.batch_through.take() {
-            let bytes = std::mem::take(&mut self.batch);
-            if jobs.send(Job::Append { bytes, through }).is_ok() {
-                self.in_flight += 1;
-            }
-        }
-
-        if let Some((drop, marker)) = self.layout.compaction_due()
-            && jobs.send(Job::Compact { drop, marker }).is_ok()
+    /// End of a driver turn: writes the batch collected so far (a `write`, no flush: the
+    /// syncer flushes it) and, when due, starts a compaction. Returns the last sequence number
+    /// written.
+    fn flush(&mut self) -> Option<Seq> {
+        let written = self.write_batch();
+        if let Some(writer) = &self.writer
+            && let Some((drop, marker)) = self.layout.compaction_due()
         {
+            writer.start_copy(drop, marker, self.done.clone());
             self.layout.start_compaction(drop);
         }
+        written
+    }
+
+    fn write_batch(&mut self) -> Option<Seq> {
+        let writer = self.writer.as_mut()?;
+        let through = self.batch_through.take()?;
+        let bytes = std::mem::take(&mut self.batch);
+        if let Err(e) = writer.append(&bytes) {
+            self.fail(&e.to_string());
+            return None;
+        }
+        if let Some(syncs) = &self.syncs {
+            let _ = syncs.send((Arc::clone(&writer.file), through));
+        }
+        Some(through)
+    }
+
+    /// Ends a compaction whose copy is ready: the tail written since goes after it, and it
+    /// replaces the log.
+    fn finish(&mut self, copy: LiveCopy) -> Result<(), String> {
+        let writer = self.writer.as_mut().ok_or("the event log is off")?;
+        writer.finish(copy).map_err(|e| e.to_string())
     }
 
     /// Stops the log for this run after a write failure; every waiting publish is refused.
     fn fail(&mut self, error: &str) {
         tracing::error!(%error, "event log write failed; events are no longer stored");
-        self.jobs = None;
+        self.writer = None;
+        self.syncs = None;
         self.batch = Vec::new();
         self.batch_through = None;
         for (_, reply) in self.waiting.drain(..) {
@@ -232,15 +247,12 @@ impl EventLog {
         }
     }
 
-    /// Writes what is left and waits for the writer thread (clean shutdown).
+    /// Writes what is left and waits for the syncer's last sync (clean shutdown).
     pub(super) async fn close(mut self) {
-        if let (Some(jobs), Some(through)) = (&self.jobs, self.batch_through.take()) {
-            let bytes = std::mem::take(&mut self.batch);
-            let _ = jobs.send(Job::Append { bytes, through });
-        }
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        self.write_batch();
+        self.syncs = None;
+        if let Some(syncer) = self.syncer.take() {
+            let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
         }
     }
 }
@@ -322,15 +334,21 @@ impl Driver {
         self.log.evicted(through);
     }
 
-    /// End of a driver turn: restores the recovered log once the node exists, then starts
-    /// writing what the turn appended.
-    pub(super) fn log_turn(&mut self) {
+    /// End of a driver turn: restores the recovered log once the node exists, then writes
+    /// what the turn appended and releases it to the broker. Returns true when it released
+    /// something (the driver drains again).
+    pub(super) fn log_turn(&mut self) -> bool {
         if self.log.recovery.is_some() && self.agent.node().is_some() {
             self.restore_log();
         }
-        self.log.flush();
+        let written = self.log.flush();
         let log_restored = self.log.recovery.is_none() && self.agent.node().is_some();
         self.durables_turn(log_restored);
+        let Some(through) = written else {
+            return false;
+        };
+        self.agent.handle_persisted(clock(), through);
+        true
     }
 
     fn restore_log(&mut self) {
@@ -344,13 +362,9 @@ impl Driver {
         }
     }
 
-    /// The writer thread finished a job.
+    /// A helper thread reported.
     pub(super) fn on_log_done(&mut self, done: Done) {
-        if matches!(done, Done::Written(_) | Done::Failed(_)) {
-            self.log.in_flight = self.log.in_flight.saturating_sub(1);
-        }
         match done {
-            Done::Written(through) => self.agent.handle_persisted(clock(), through),
             Done::Synced(through) => {
                 while let Some((seq, _)) = self.log.waiting.front()
                     && *seq <= through
@@ -361,80 +375,17 @@ impl Driver {
                 }
             }
             Done::Copied(Ok(copy)) => {
-                if let Some(jobs) = &self.log.jobs {
-                    let _ = jobs.send(Job::Finish(copy));
-                }
-            }
-            Done::Copied(Err(error)) => {
-                tracing::warn!(%error, "event log compaction failed; the old file is kept");
-                self.log.layout.end_compaction(false);
-            }
-            Done::Compacted(result) => {
+                let result = self.log.finish(copy);
                 if let Err(error) = &result {
                     tracing::warn!(%error, "event log compaction failed; the old file is kept");
                 }
                 self.log.layout.end_compaction(result.is_ok());
             }
-            Done::Failed(error) => self.log.fail(&error),
-        }
-    }
-}
-
-/// The writer thread: opens and recovers the file, reports the recovery, then runs jobs until
-/// the driver drops its sender or a write fails.
-fn writer_thread(
-    path: PathBuf,
-    opened: oneshot::Sender<Result<Recovery, String>>,
-    jobs: std_mpsc::Receiver<Job>,
-    done: mpsc::UnboundedSender<Done>,
-) {
-    let (mut writer, recovery) = match Writer::open(&path) {
-        Ok(opened) => opened,
-        Err(error) => return drop(opened.send(Err(error))),
-    };
-    let _ = opened.send(Ok(recovery));
-
-    let (syncs, sync_rx) = std_mpsc::channel();
-    let sync_done = done.clone();
-    let syncer = std::thread::Builder::new()
-        .name("pilot-event-sync".into())
-        .spawn(move || syncer_thread(&sync_rx, &sync_done));
-    run_jobs(&mut writer, &jobs, &done, &syncs);
-
-    // The syncer makes what was written durable, then ends with its channel.
-    drop(syncs);
-    if let Ok(syncer) = syncer {
-        let _ = syncer.join();
-    }
-}
-
-/// Runs jobs until the driver drops its sender, a write fails or the driver is gone.
-fn run_jobs(
-    writer: &mut Writer,
-    jobs: &std_mpsc::Receiver<Job>,
-    done: &mpsc::UnboundedSender<Done>,
-    syncs: &std_mpsc::Sender<(Arc<File>, Seq)>,
-) {
-    while let Ok(job) = jobs.recv() {
-        let report = match job {
-            Job::Append { bytes, through } => match writer.append(&bytes) {
-                Ok(()) => {
-                    let _ = syncs.send((writer.file.clone(), through));
-                    Done::Written(through)
-                }
-                Err(e) => {
-                    let _ = done.send(Done::Failed(e.to_string()));
-                    return;
-                }
-            },
-            Job::Compact { drop, marker } => {
-                writer.start_copy(drop, marker, done.clone());
-                continue;
+            Done::Copied(Err(error)) => {
+                tracing::warn!(%error, "event log compaction failed; the old file is kept");
+                self.log.layout.end_compaction(false);
             }
-            Job::Finish(copy) => Done::Compacted(writer.finish(copy).map_err(|e| e.to_string())),
-        };
-        if done.send(report).is_err() {
-            return;
+            Done::Failed(error) => self.log.fail(&error),
         }
     }
 }
@@ -529,15 +480,15 @@ impl Writer {
     /// place, go to a synced temporary file. Appends go on meanwhile.
     fn start_copy(&self, drop: u64, marker: Seq, done: mpsc::UnboundedSender<Done>) {
         let (path, through) = (self.path.clone(), self.len);
+        let report = done.clone();
         let copier = std::thread::Builder::new()
             .name("pilot-event-compact".into())
             .spawn(move || {
                 let copy = write_compacted(&path, drop, marker, through);
-                let _ = done.send(Done::Copied(copy.map_err(|e| e.to_string())));
+                let _ = report.send(Done::Copied(copy.map_err(|e| e.to_string())));
             });
         if let Err(e) = copier {
-            let _ = self.file.sync_data();
-            tracing::warn!(error = %e, "event log: no compaction thread");
+            let _ = done.send(Done::Copied(Err(format!("no compaction thread: {e}"))));
         }
     }
 
@@ -730,34 +681,24 @@ mod tests {
         );
     }
 
-    /// Runs the end of a driver turn and waits for every job it started.
-    async fn turn(log: &mut EventLog, done: &mut mpsc::UnboundedReceiver<Done>) -> Vec<Done> {
-        log.flush();
-        let mut reports = Vec::new();
-        while log.in_flight > 0 || log.layout.compacting.is_some() {
+    /// Runs the end of a driver turn and finishes the compaction it started, if any. Returns
+    /// what was written and whether a compaction completed.
+    async fn turn(
+        log: &mut EventLog,
+        done: &mut mpsc::UnboundedReceiver<Done>,
+    ) -> (Option<Seq>, bool) {
+        let written = log.flush();
+        let mut compacted = false;
+        while log.layout.compacting.is_some() {
             let wait = tokio::time::timeout(std::time::Duration::from_secs(20), done.recv());
-            let report = wait
-                .await
-                .expect("the writer answers")
-                .expect("thread alive");
-            match report {
-                Done::Synced(_) => continue,
-                Done::Copied(Ok(copy)) => {
-                    let jobs = log.jobs.as_ref().expect("log on");
-                    jobs.send(Job::Finish(copy)).expect("writer alive");
-                    continue;
-                }
-                Done::Compacted(result) => {
-                    log.layout.end_compaction(result.is_ok());
-                    reports.push(Done::Compacted(result));
-                }
-                other => {
-                    log.in_flight -= 1;
-                    reports.push(other);
-                }
+            let report = wait.await.expect("the copier answers").expect("log alive");
+            if let Done::Copied(copy) = report {
+                let result = copy.and_then(|copy| log.finish(copy));
+                log.layout.end_compaction(result.is_ok());
+                compacted = result.is_ok();
             }
         }
-        reports
+        (written, compacted)
     }
 
     #[tokio::test]
@@ -771,21 +712,12 @@ mod tests {
             log.append(Seq(seq), &record(seq, "big", &payload));
         }
         let reports = turn(&mut log, &mut done).await;
-        assert!(
-            matches!(reports[..], [Done::Written(Seq(4))]),
-            "one batch: {reports:?}"
-        );
+        assert_eq!(reports, (Some(Seq(4)), false), "one batch");
 
         log.evicted(Seq(3));
         log.append(Seq(5), &record(5, "small", b"five"));
         let reports = turn(&mut log, &mut done).await;
-        assert!(
-            matches!(
-                reports[..],
-                [Done::Written(Seq(5)), Done::Compacted(Ok(()))]
-            ),
-            "append, then compaction: {reports:?}"
-        );
+        assert_eq!(reports, (Some(Seq(5)), true), "append, then compaction");
         log.append(Seq(6), &record(6, "small", b"six"));
         turn(&mut log, &mut done).await;
         log.close().await;
@@ -829,36 +761,26 @@ mod tests {
 
     #[test]
     fn layout_compacts_once_the_dead_prefix_outweighs_the_live_part() {
-        let mut log = EventLog {
-            layout: Layout {
-                min_dead: COMPACT_MIN,
-                ..Layout::default()
-            },
-            ..EventLog::default()
+        let mut layout = Layout {
+            min_dead: COMPACT_MIN,
+            ..Layout::default()
         };
-        let (jobs, job_rx) = std_mpsc::channel();
-        log.jobs = Some(jobs);
-        let big = vec![0u8; (COMPACT_MIN / 2) as usize];
+        let half = COMPACT_MIN / 2;
         for seq in 1..=4 {
-            log.append(Seq(seq), &big);
+            layout.live.push_back((Seq(seq), half));
+            layout.live_bytes += half;
         }
-        log.flush();
-        assert!(matches!(
-            job_rx.try_recv(),
-            Ok(Job::Append {
-                through: Seq(4),
-                ..
-            })
-        ));
-        assert!(job_rx.try_recv().is_err(), "nothing is dead yet");
+        assert_eq!(layout.compaction_due(), None, "nothing is dead yet");
 
-        log.in_flight = 0;
-        log.evicted(Seq(2));
-        log.flush();
-        match job_rx.try_recv() {
-            Ok(Job::Compact { drop, marker }) => assert_eq!((drop, marker), (COMPACT_MIN, Seq(2))),
-            other => panic!("expected a compaction, got {other:?}"),
+        for _ in 0..2 {
+            let (_, len) = layout.live.pop_front().unwrap();
+            layout.live_bytes -= len;
+            layout.dead += len;
         }
-        assert_eq!(log.layout.dead, MARKER_LEN);
+        layout.evicted = Some(Seq(2));
+        assert_eq!(layout.compaction_due(), Some((COMPACT_MIN, Seq(2))));
+        layout.start_compaction(COMPACT_MIN);
+        assert_eq!(layout.dead, MARKER_LEN);
+        assert_eq!(layout.compaction_due(), None, "one compaction at a time");
     }
 }

@@ -157,8 +157,13 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
     let mut out = Vec::with_capacity(65536);
     let mut wakes = d.sessions.take_wakes();
     loop {
-        d.drain(&udp, &mut link, &mut out);
-        d.log_turn();
+        // Writing the log releases events to the broker, whose output is drained again.
+        for _ in 0..4 {
+            d.drain(&udp, &mut link, &mut out);
+            if !d.log_turn() {
+                break;
+            }
+        }
         link.maybe_connect(clock());
         d.beacon_link.maybe_connect(clock());
         sleep.as_mut().reset(d.deadline(&link).into());
