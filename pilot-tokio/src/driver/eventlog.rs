@@ -28,6 +28,7 @@
 //!
 //! # Limitations
 //!
+//! - The end of a compaction (tail copy, sync, rename) runs on the driver task.
 //! - A failed write or sync stops the log for the rest of the run: later events are refused or
 //!   stay undelivered (never acknowledged) until the daemon restarts, since the file's state
 //!   after a failed sync is unknown.
@@ -231,6 +232,8 @@ impl EventLog {
     /// Ends a compaction whose copy is ready: the tail written since goes after it, and it
     /// replaces the log.
     fn finish(&mut self, copy: LiveCopy) -> Result<(), String> {
+        // Limitation: the tail copy, its sync and the rename run here, on the driver task: a
+        // compaction still costs one short stall (the bulk copy runs on its own thread).
         let writer = self.writer.as_mut().ok_or("the event log is off")?;
         writer.finish(copy).map_err(|e| e.to_string())
     }
