@@ -685,3 +685,14 @@ mod untrusted {
         }
     }
 }
+
+#[test]
+fn the_config_never_prints_its_admin_token() {
+    let config = RegistryConfig {
+        admin_token: Some("s3cret-admin".into()),
+        ..RegistryConfig::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}

@@ -65,7 +65,8 @@ pub enum ServerEvent {
 }
 
 /// Limits and timers of the registry server. Defaults follow v0.5 where it has a value.
-#[derive(Debug, Clone)]
+/// Its `Debug` output never shows the admin token.
+#[derive(Clone)]
 pub struct RegistryConfig {
     /// Compatibility or hardened rules (see `docs/design/control-plane.md`).
     pub security: SecurityMode,
@@ -103,6 +104,21 @@ pub struct RegistryConfig {
     pub networks_enabled: bool,
     /// Frames answered per connection before its output must drain.
     pub max_output_frames: usize,
+}
+
+impl core::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let token = self.admin_token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RegistryConfig")
+            .field("security", &self.security)
+            .field("max_nodes", &self.max_nodes)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("node_expiry", &self.node_expiry)
+            .field("admin_token", &token)
+            .field("networks_enabled", &self.networks_enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RegistryConfig {
