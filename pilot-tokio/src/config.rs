@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub beacon: Option<String>,
     /// Beacon TCP `host:port` (fallback when UDP to the beacon is blocked).
     pub beacon_tcp: Option<String>,
+    /// Outbound webhook URL set at start (v0.5 `-webhook`).
+    pub webhook: Option<String>,
     /// Tunnel UDP listen address.
     pub listen: Option<String>,
     /// Hostname to claim.

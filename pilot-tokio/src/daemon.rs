@@ -32,6 +32,8 @@ pub struct DaemonSettings {
     pub beacon: Option<SocketAddr>,
     /// Beacon over TCP, when UDP to it is blocked; `None` means the beacon's own address.
     pub beacon_tcp: Option<SocketAddr>,
+    /// v0.5 `-webhook`: POST every event to this URL (signed, retried), set at start.
+    pub webhook: Option<String>,
     /// Tunnel UDP listen address.
     pub listen: SocketAddr,
     /// Hostname to claim.
@@ -110,7 +112,10 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     let (tx, rx) = mpsc::channel(1024);
     let mut driver_task = tokio::spawn(driver::run(setup, rx));
     let webhooks = webhook::host::start(&paths.home, paths.socket.clone(), tx.clone()).await;
-    let server_task = tokio::spawn(crate::server::serve(listener, tx, webhooks));
+    let server_task = tokio::spawn(crate::server::serve(listener, tx, webhooks.clone()));
+    if let Some(url) = settings.webhook.clone() {
+        tokio::spawn(set_start_webhook(webhooks, url));
+    }
     tokio::spawn(crate::dataexchange::serve(
         paths.socket.clone(),
         paths.home.clone(),
@@ -179,5 +184,14 @@ async fn stop_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// `--webhook URL`: the outbound webhook as v0.5 sets it at start (once the IPC server runs,
+/// since the webhook feed subscribes through it).
+async fn set_start_webhook(webhooks: webhook::host::HostHandle, url: String) {
+    match webhooks.set_outbound_v05(url).await {
+        Ok(_) => tracing::info!("outbound webhook set from --webhook"),
+        Err(error) => tracing::error!(%error, "--webhook not applied"),
     }
 }

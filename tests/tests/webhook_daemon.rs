@@ -450,3 +450,43 @@ fn a_daemon_killed_mid_stream_loses_no_event_it_answered_200() {
     }
     node.stop();
 }
+
+#[test]
+fn the_v05_webhook_flag_sets_the_outbound_url_at_start() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (addr, seen) = start_receiver(&rt, 0, OUT_SECRET);
+    let bad = TestNode::new().run(&["daemon", "start", "--webhook", "ftp://127.0.0.1/x"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a non-http URL is a usage error"
+    );
+
+    let mut node = TestNode::new();
+    let url = format!("http://{addr}/out");
+    let data = node.json_ok(&["daemon", "start", "--wait", "20s", "--webhook", &url]);
+    node.pid = data["pid"].as_u64().map(|p| p as u32);
+    let deadline = Instant::now() + WAIT;
+    while node.json_ok(&["webhook-status"])["outbound"]["feed"]["connected"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the --webhook feed never connected"
+        );
+        std::thread::yield_now();
+    }
+
+    node.json_ok(&["publish", "jobs.done", r#"{"job":1}"#]);
+    // The secret was generated at start (as v0.5's flag has none), so only the payload counts.
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let one = seen
+            .recv_timeout(left)
+            .expect("a delivery before the deadline");
+        if one.status == 200 {
+            break one;
+        }
+    };
+    assert_eq!(payloads(&[got]), [r#"jobs.done={"job":1}"#]);
+    node.stop();
+}

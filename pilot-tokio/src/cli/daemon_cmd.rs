@@ -56,6 +56,10 @@ pub(super) struct DaemonArgs {
     /// rendezvous serves it on the beacon's port number) [default: the beacon address].
     #[arg(long, env = "PILOT_BEACON_TCP")]
     beacon_tcp: Option<String>,
+    /// POST every event published on this node to this http(s) URL, signed and retried (the
+    /// v0.5 flag; `pilotctl set-webhook --outbound` offers more options).
+    #[arg(long, env = "PILOT_WEBHOOK", value_name = "URL")]
+    webhook: Option<String>,
     /// Tunnel UDP listen address [default: 127.0.0.1:0 embedded, 0.0.0.0:0 with --registry].
     #[arg(long, env = "PILOT_LISTEN")]
     listen: Option<String>,
@@ -135,6 +139,14 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         .map(|b| config::endpoint("beacon", &b))
         .transpose()
         .map_err(bad)?;
+    let webhook = pick(args.webhook.clone(), &file.webhook);
+    if let Some(url) = &webhook
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(CliError::invalid(format!(
+            "--webhook {url:?}: expected an http:// or https:// URL"
+        )));
+    }
     let beacon_tcp = pick(args.beacon_tcp.clone(), &file.beacon_tcp)
         .map(|b| config::endpoint("beacon tcp", &b))
         .transpose()
@@ -152,6 +164,7 @@ fn settings(ctx: &Ctx, args: &DaemonArgs) -> Result<DaemonSettings, CliError> {
         registry,
         beacon,
         beacon_tcp,
+        webhook,
         listen: config::endpoint("listen", &listen).map_err(bad)?,
         hostname: pick(args.hostname.clone(), &file.hostname),
         public: args.public || file.public.unwrap_or(false),
@@ -259,6 +272,7 @@ fn spawn_run(ctx: &Ctx, args: &DaemonArgs) -> Result<std::process::Child, CliErr
         ("--registry", &args.registry),
         ("--beacon", &args.beacon),
         ("--beacon-tcp", &args.beacon_tcp),
+        ("--webhook", &args.webhook),
         ("--listen", &args.listen),
         ("--hostname", &args.hostname),
         ("--rendezvous-registry", &args.rendezvous_registry),
