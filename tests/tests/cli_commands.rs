@@ -78,6 +78,17 @@ fn without_a_daemon_networks_and_webhooks_say_so_and_usage_errors_exit_two() {
     assert_eq!(out.status.code(), Some(2));
     let out = node.run(&["set-webhook", "http://127.0.0.1:1/hook", "--secret", "s"]);
     assert_eq!(out.status.code(), Some(3), "no daemon running");
+    let mut from_env = node.cmd();
+    from_env.env("PILOT_WEBHOOK_SECRET", "s");
+    let out = from_env
+        .args(["set-webhook", "http://127.0.0.1:1/hook"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the secret may come from the environment"
+    );
     let out = node.run(&["join", "5"]);
     assert_eq!(out.status.code(), Some(3), "no daemon: not running");
 }

@@ -40,8 +40,14 @@ pub(super) struct SetWebhookArgs {
     /// Inbound: http://IP:PORT/PATH (IP or localhost) to receive provider webhooks on; each
     /// verified POST becomes an event (topic from the path, or --topic / --topic-header).
     url: Option<String>,
-    /// Signing secret of the inbound scheme; repeat during a rotation.
-    #[arg(long = "secret", value_name = "SECRET")]
+    /// Signing secret of the inbound scheme; repeat during a rotation. One secret can come
+    /// from `PILOT_WEBHOOK_SECRET` instead, which keeps it out of the process list.
+    #[arg(
+        long = "secret",
+        value_name = "SECRET",
+        env = "PILOT_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     secrets: Vec<String>,
     /// Signature scheme of the inbound provider.
     #[arg(long, value_enum, default_value = "standard")]
