@@ -105,8 +105,17 @@ fn restarted_rendezvous_keeps_every_address() {
     b.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_megabytes_cross_node_byte_exact() {
+/// Two daemons at one rendezvous and a client on each.
+struct TwoClients {
+    _rv: Rendezvous,
+    a: TestNode,
+    b: TestNode,
+    ca: Client,
+    cb: Client,
+    addr_b: String,
+}
+
+async fn two_clients() -> TwoClients {
     let rv = Rendezvous::start(&[]);
     let (mut a, mut b) = (TestNode::new(), TestNode::new());
     start_node(&mut a, &rv.registry);
@@ -117,6 +126,26 @@ async fn fifty_megabytes_cross_node_byte_exact() {
     let cb = Client::connect(b.dir().join("pilot.sock"))
         .await
         .expect("client b");
+    TwoClients {
+        _rv: rv,
+        a,
+        b,
+        ca,
+        cb,
+        addr_b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabytes_cross_node_byte_exact() {
+    let TwoClients {
+        _rv,
+        mut a,
+        mut b,
+        ca,
+        cb,
+        addr_b,
+    } = two_clients().await;
     let mut listener = cb.listen(5000).await.expect("listen");
     let size = 50 << 20;
     let data: Vec<u8> = (0..size as u32)
@@ -315,16 +344,14 @@ async fn a_receiver_that_pauses_gets_every_byte_after_the_stall() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let rv = Rendezvous::start(&[]);
-    let (mut a, mut b) = (TestNode::new(), TestNode::new());
-    start_node(&mut a, &rv.registry);
-    let addr_b = start_node(&mut b, &rv.registry);
-    let ca = Client::connect(a.dir().join("pilot.sock"))
-        .await
-        .expect("a");
-    let cb = Client::connect(b.dir().join("pilot.sock"))
-        .await
-        .expect("b");
+    let TwoClients {
+        _rv,
+        mut a,
+        mut b,
+        ca,
+        cb,
+        addr_b,
+    } = two_clients().await;
     let mut listener = cb.listen(5001).await.expect("listen");
     let remote = AddrPort {
         addr: addr_b.parse().expect("addr"),

@@ -7,7 +7,7 @@ use pilot_proto::agent::AgentEvent;
 use pilot_proto::node::NodeEvent;
 use pilot_proto::transport::CloseReason;
 use pilot_proto::trust::TrustEvent;
-use pilot_proto::wire::addr::AddrPort;
+use pilot_proto::wire::addr::{Addr, AddrPort};
 use pilot_sim::{Scenario, Sim};
 use pilot_tests::agent_host::AgentHost;
 use pilot_tests::matrix::{
@@ -49,7 +49,7 @@ fn private_node_refuses_untrusted_stream_with_a_reason() {
 
 /// The dialler (b) learned why, its stream was reset, and the private node (a) kept the stream
 /// from its application.
-fn assert_refused(sim: &Sim, a: pilot_proto::wire::addr::Addr) {
+fn assert_refused(sim: &Sim, a: Addr) {
     let refused = host(sim, B).log.iter().find_map(|(_, event)| match event {
         AgentEvent::Refused { peer, reason } if *peer == a => Some(reason.clone()),
         _ => None,
@@ -158,79 +158,81 @@ fn registry_stream_loss_is_recovered() {
     );
 }
 
+/// A full-cone and a port-restricted node that reach each other directly.
+fn direct_cell(seed: u64) -> Sim {
+    build_cell(seed, NatKind::FullCone, NatKind::PortRestricted, 0.0).sim
+}
+
+/// Runs until the direct tunnel is up; returns A's and B's addresses.
+fn tunnel_up(sim: &mut Sim) -> (Addr, Addr) {
+    let outcome = run_sim(sim, Expected::Direct);
+    assert!(outcome.reached(Expected::Direct), "{outcome}");
+    (address(sim, A).expect("a"), address(sim, B).expect("b"))
+}
+
 #[test]
 fn trust_handshake_goes_over_the_tunnel_in_seconds() {
-    Scenario::new("trust_handshake_goes_over_the_tunnel_in_seconds").run(
-        |seed| build_cell(seed, NatKind::FullCone, NatKind::PortRestricted, 0.0).sim,
-        |sim| {
-            let outcome = run_sim(sim, Expected::Direct);
-            assert!(outcome.reached(Expected::Direct), "{outcome}");
-            let (a, b) = (address(sim, A).expect("a"), address(sim, B).expect("b"));
-            sim.act::<AgentHost, _>(A, |h, now| h.agent.handshake(now, b, "hello").expect("ask"));
-            let pending = move |sim: &Sim| {
-                host(sim, B).log.iter().any(|(_, e)| {
+    Scenario::new("trust_handshake_goes_over_the_tunnel_in_seconds").run(direct_cell, |sim| {
+        let (a, b) = tunnel_up(sim);
+        sim.act::<AgentHost, _>(A, |h, now| h.agent.handshake(now, b, "hello").expect("ask"));
+        let pending = move |sim: &Sim| {
+            host(sim, B).log.iter().any(|(_, e)| {
                     matches!(e, AgentEvent::Trust(TrustEvent::Pending { peer }) if *peer == a.node)
                 })
-            };
-            let asked = sim.now();
-            assert!(
-                sim.run_until_true(asked + Duration::from_secs(3), pending)
-                    .expect("run")
-            );
-            sim.act::<AgentHost, _>(B, |h, now| h.agent.approve(now, a).expect("approve"));
-            let trusted = move |sim: &Sim| host(sim, A).agent.trust().is_trusted(b.node);
-            assert!(
-                sim.run_until_true(sim.now() + Duration::from_secs(3), trusted)
-                    .expect("run")
-            );
-            assert!(host(sim, B).agent.trust().is_trusted(a.node));
-        },
-    );
+        };
+        let asked = sim.now();
+        assert!(
+            sim.run_until_true(asked + Duration::from_secs(3), pending)
+                .expect("run")
+        );
+        sim.act::<AgentHost, _>(B, |h, now| h.agent.approve(now, a).expect("approve"));
+        let trusted = move |sim: &Sim| host(sim, A).agent.trust().is_trusted(b.node);
+        assert!(
+            sim.run_until_true(sim.now() + Duration::from_secs(3), trusted)
+                .expect("run")
+        );
+        assert!(host(sim, B).agent.trust().is_trusted(a.node));
+    });
 }
 
 #[test]
 fn a_revoke_reaches_the_peer_before_the_tunnel_drops() {
-    Scenario::new("a_revoke_reaches_the_peer_before_the_tunnel_drops").run(
-        |seed| build_cell(seed, NatKind::FullCone, NatKind::PortRestricted, 0.0).sim,
-        |sim| {
-            let outcome = run_sim(sim, Expected::Direct);
-            assert!(outcome.reached(Expected::Direct), "{outcome}");
-            let (a, b) = (address(sim, A).expect("a"), address(sim, B).expect("b"));
-            sim.act::<AgentHost, _>(A, |h, now| h.agent.handshake(now, b, "hello").expect("ask"));
-            sim.act::<AgentHost, _>(B, |h, now| h.agent.handshake(now, a, "hi").expect("ask"));
-            let mutual = move |sim: &Sim| {
-                host(sim, A).agent.trust().is_trusted(b.node)
-                    && host(sim, B).agent.trust().is_trusted(a.node)
-            };
-            let limit = sim.now() + Duration::from_secs(5);
-            assert!(
-                sim.run_until_true(limit, mutual).expect("run"),
-                "mutual trust"
-            );
+    Scenario::new("a_revoke_reaches_the_peer_before_the_tunnel_drops").run(direct_cell, |sim| {
+        let (a, b) = tunnel_up(sim);
+        sim.act::<AgentHost, _>(A, |h, now| h.agent.handshake(now, b, "hello").expect("ask"));
+        sim.act::<AgentHost, _>(B, |h, now| h.agent.handshake(now, a, "hi").expect("ask"));
+        let mutual = move |sim: &Sim| {
+            host(sim, A).agent.trust().is_trusted(b.node)
+                && host(sim, B).agent.trust().is_trusted(a.node)
+        };
+        let limit = sim.now() + Duration::from_secs(5);
+        assert!(
+            sim.run_until_true(limit, mutual).expect("run"),
+            "mutual trust"
+        );
 
-            sim.act::<AgentHost, _>(A, |h, now| h.agent.revoke(now, b).expect("revoke"));
-            let revoked = move |sim: &Sim| {
-                host(sim, B).log.iter().any(|(_, e)| {
-                    matches!(e, AgentEvent::Trust(TrustEvent::RevokedByPeer { peer })
+        sim.act::<AgentHost, _>(A, |h, now| h.agent.revoke(now, b).expect("revoke"));
+        let revoked = move |sim: &Sim| {
+            host(sim, B).log.iter().any(|(_, e)| {
+                matches!(e, AgentEvent::Trust(TrustEvent::RevokedByPeer { peer })
                         if *peer == a.node)
-                })
-            };
-            let limit = sim.now() + Duration::from_secs(5);
-            assert!(
-                sim.run_until_true(limit, revoked).expect("run"),
-                "B heard the revoke"
-            );
-            assert!(!host(sim, B).agent.trust().is_trusted(a.node));
+            })
+        };
+        let limit = sim.now() + Duration::from_secs(5);
+        assert!(
+            sim.run_until_true(limit, revoked).expect("run"),
+            "B heard the revoke"
+        );
+        assert!(!host(sim, B).agent.trust().is_trusted(a.node));
 
-            let tunnel_gone = move |sim: &Sim| {
-                let keyed = |h: &AgentHost, p| h.agent.node().is_some_and(|n| n.is_peer_keyed(p));
-                !keyed(host(sim, A), b)
-            };
-            let limit = sim.now() + Duration::from_secs(60);
-            assert!(
-                sim.run_until_true(limit, tunnel_gone).expect("run"),
-                "A dropped the tunnel"
-            );
-        },
-    );
+        let tunnel_gone = move |sim: &Sim| {
+            let keyed = |h: &AgentHost, p| h.agent.node().is_some_and(|n| n.is_peer_keyed(p));
+            !keyed(host(sim, A), b)
+        };
+        let limit = sim.now() + Duration::from_secs(60);
+        assert!(
+            sim.run_until_true(limit, tunnel_gone).expect("run"),
+            "A dropped the tunnel"
+        );
+    });
 }
