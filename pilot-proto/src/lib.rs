@@ -40,4 +40,4 @@ pub mod trust;
 pub mod tunnel;
 pub mod wire;
 
-pub use transmit::Transmit;
+pub use transmit::{Transmit, TransmitRun};

@@ -37,6 +37,7 @@ use procs::{Daemon, Rendezvous, Rss};
 #[derive(Debug, Clone)]
 pub struct Results {
     raw_udp_mbs: f64,
+    raw_udp_offload_mbs: f64,
     goodput_mbs: Result<f64, String>,
     /// Per target: (dial returned, first byte back) in ms.
     first_contact_ms: Vec<(f64, f64)>,
@@ -63,7 +64,12 @@ fn main() {
     let load_before = load_average();
     let exe = procs::pilotctl();
     eprintln!("perf_table: using {}", exe.display());
+    if std::env::var("PILOT_PERF_ONLY").as_deref() == Ok("goodput") {
+        goodput_only(&exe);
+        return;
+    }
     let raw_udp_mbs = measure::raw_udp(Duration::from_millis(500));
+    let raw_udp_offload_mbs = measure::raw_udp_offload(Duration::from_millis(500));
     let mut udp_latency = measure::udp_latency(10_000, Duration::from_secs(2));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,6 +78,7 @@ fn main() {
         .expect("runtime");
     let mut results = rt.block_on(run(&exe));
     results.raw_udp_mbs = raw_udp_mbs;
+    results.raw_udp_offload_mbs = raw_udp_offload_mbs;
     results.udp_latency_ms = measure::p50_p99(&mut udp_latency);
     results.load_before = load_before;
     results.load_after = load_average();
@@ -112,7 +119,7 @@ async fn run(exe: &Path) -> Results {
     let echo_ms = measure::p50_p99(&mut echo);
     eprintln!("perf_table: first contact and echo done");
 
-    let goodput_mbs = measure::goodput(a, b, 96 << 20, Duration::from_secs(10)).await;
+    let goodput_mbs = measure::goodput(a, b, 5000, 96 << 20, Duration::from_secs(10)).await;
     eprintln!("perf_table: goodput {goodput_mbs:?} MB/s");
 
     let (publisher, subs) = measure::subscribers(b, 1).await;
@@ -140,6 +147,7 @@ async fn run(exe: &Path) -> Results {
 
     Results {
         raw_udp_mbs: 0.0,
+        raw_udp_offload_mbs: 0.0,
         goodput_mbs,
         first_contact_ms,
         echo_ms,
@@ -162,4 +170,29 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `PILOT_PERF_ONLY=goodput`: `PILOT_PERF_RUNS` (default 5) goodput runs between two fresh daemons and nothing else
+/// (for profiling the stream path; prints each figure, writes no table).
+fn goodput_only(exe: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let rv = Rendezvous::start(exe);
+        let (ga, da) = Daemon::spawn(exe, &rv.registry);
+        let (gb, db) = Daemon::spawn(exe, &rv.registry);
+        let (a, b) = (Daemon::ready(ga, da).await, Daemon::ready(gb, db).await);
+        eprintln!("perf_table: daemon pids {} {}", a.pid(), b.pid());
+        let runs: u16 = std::env::var("PILOT_PERF_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        for port in 5000..5000 + runs.min(100) {
+            let mbs = measure::goodput(&a, &b, port, 96 << 20, Duration::from_secs(10)).await;
+            eprintln!("perf_table: goodput {mbs:?} MB/s");
+        }
+    });
 }

@@ -9,8 +9,9 @@
 //! one `Sleep` re-armed from the agent's `poll_timeout`, the reconnect, trust and durables timers.
 //! After every input it drains, in the agent's order:
 //! `poll_transmit`, `poll_registry_bytes`, `poll_event`, repeating while events produce more
-//! output (bounded). Time is read only through [`clock`]; each wake reads at most
-//! [`DATAGRAMS_PER_WAKE`] datagrams.
+//! output (bounded). Time is read only through [`clock`]; each wake reads the socket at most
+//! [`READS_PER_WAKE`] times. Datagrams leave and arrive in runs where the kernel offers
+//! segmentation offload (`udp_io`).
 //!
 //! The glue kept in the driver: IPC sessions and their connection ids ([`sessions`]), the IPC
 //! control operations and their JSON replies (`control`), trust state on disk and the
@@ -36,6 +37,7 @@ mod eventlog;
 mod registry_io;
 mod sessions;
 mod trust;
+mod udp_io;
 
 use commands::Command;
 use pilot_proto::agent::{Agent, AgentConfig, AgentEvent};
@@ -43,8 +45,9 @@ use pilot_proto::identity::Identity;
 use pilot_proto::node::{NodeConfig, NodeEvent};
 use registry_io::{RegistryIo, RegistryLink};
 
-/// Datagrams read per wake before other work gets a turn.
-pub const DATAGRAMS_PER_WAKE: usize = 64;
+/// Socket reads per wake before other work gets a turn (one read can hold a run of datagrams
+/// coalesced by the kernel's receive offload).
+pub const READS_PER_WAKE: usize = 64;
 /// Timer used when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(3600);
 /// Events handled per drain round at most.
@@ -150,16 +153,21 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
         beacon_link: RegistryLink::new(setup.beacon_tcp),
     };
     let mut beacon_events = d.beacon_link.take_events();
-    let udp = setup.udp;
+    let mut udp = match udp_io::UdpIo::new(setup.udp) {
+        Ok(udp) => udp,
+        Err(e) => {
+            tracing::error!(error = %e, "tunnel socket unusable; the driver stops");
+            return;
+        }
+    };
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
-    let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(65536);
     let mut wakes = d.sessions.take_wakes();
     loop {
         // Writing the log releases events to the broker, whose output is drained again.
         for _ in 0..4 {
-            d.drain(&udp, &mut link, &mut out);
+            d.drain(&mut udp, &mut link, &mut out);
             if !d.log_turn() {
                 break;
             }
@@ -172,13 +180,11 @@ pub async fn run(setup: DriverSetup, mut commands: mpsc::Receiver<Command>) {
                 None | Some(Command::Shutdown) => break,
                 Some(command) => d.on_command(command),
             },
-            received = udp.recv_from(&mut buf) => {
-                if let Ok((n, from)) = received {
-                    d.on_datagram(from, &mut buf[..n]);
-                }
-                for _ in 1..DATAGRAMS_PER_WAKE {
-                    let Ok((n, from)) = udp.try_recv_from(&mut buf) else { break };
-                    d.on_datagram(from, &mut buf[..n]);
+            Ok(()) = udp.readable() => {
+                for _ in 0..READS_PER_WAKE {
+                    if !udp.try_recv(|from, datagram| d.on_datagram(from, datagram)) {
+                        break;
+                    }
                 }
             }
             Some(io) = link.events.recv() => d.on_registry_io(&mut link, io),
@@ -226,7 +232,7 @@ impl Driver {
     }
 
     /// Drains every output in the agent's order; events can cause more output, so it repeats.
-    fn drain(&mut self, udp: &UdpSocket, link: &mut RegistryLink, out: &mut Vec<u8>) {
+    fn drain(&mut self, udp: &mut udp_io::UdpIo, link: &mut RegistryLink, out: &mut Vec<u8>) {
         for _ in 0..8 {
             let now = clock();
             for _ in 0..4096 {
@@ -234,10 +240,9 @@ impl Driver {
                 let Some(t) = self.agent.poll_transmit(now, out) else {
                     break;
                 };
-                // Limitation: a datagram the kernel refuses (full buffer) is dropped; the
-                // transport retransmits.
-                let _ = udp.try_send_to(&out[..t.len], t.dst);
+                udp.push(t.dst, &out[..t.len]);
             }
+            udp.flush();
             out.clear();
             while let Some(len) = self.agent.poll_registry_bytes(out) {
                 link.send(out[..len].to_vec());

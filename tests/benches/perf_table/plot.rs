@@ -31,6 +31,7 @@ fn panels(r: &Results) -> Vec<Panel> {
             unit: "MB/s",
             bars: vec![
                 bar("raw UDP", r.raw_udp_mbs, RAW),
+                bar("raw+GSO", r.raw_udp_offload_mbs, RAW),
                 bar("pilot-rs", *r.goodput_mbs.as_ref().unwrap_or(&0.0), RS),
                 bar("mio", *r.mio.goodput_mbs.as_ref().unwrap_or(&0.0), MIO),
                 bar("v0.5", 0.29, V05),

@@ -1,0 +1,114 @@
+//! The tunnel socket's batched I/O. Datagrams the agent emits back to back for one peer, of one
+//! size, leave in one `sendmsg` with UDP segmentation offload (GSO): the kernel cuts the run
+//! into datagrams, so a bulk stream costs one trip through the socket layer per run instead of
+//! one per datagram. On receive, generic receive offload (GRO) hands over such runs in one read;
+//! they are split here by their stride and given to the agent one datagram at a time.
+//!
+//! `quinn-udp` sets the socket options and builds the control messages. On a kernel or device
+//! without offload it sends one datagram per call and reads one per buffer, which is what the
+//! driver did before; the peers see the same datagrams either way.
+//!
+//! # Limitations
+//!
+//! - A run the kernel refuses (full send buffer) is dropped whole, like a single datagram was
+//!   before: the transport retransmits what is lost. The socket's send buffer is raised at start
+//!   to make that rare.
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+
+use pilot_proto::transmit::{TransmitRun, split_received};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// The largest run sent in one call, in bytes (a UDP payload is at most 65,507 bytes with its
+/// headers; runs stay a little under).
+const MAX_RUN_BYTES: usize = 64_000;
+/// The receive buffer: a GRO read holds at most 64 KiB of datagrams.
+const RECV_BUF: usize = 96 * 1024;
+
+/// The tunnel socket with its offload state, the run being built and the receive buffer.
+#[derive(Debug)]
+pub(crate) struct UdpIo {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    run: TransmitRun,
+    recv_buf: Vec<u8>,
+}
+
+impl UdpIo {
+    /// Takes over `socket` and turns on the offloads the kernel offers.
+    pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
+        let state = UdpSocketState::new((&socket).into())?;
+        tracing::debug!(
+            gso = state.max_gso_segments(),
+            gro = state.gro_segments(),
+            "tunnel socket offloads"
+        );
+        let run = TransmitRun::new(state.max_gso_segments(), MAX_RUN_BYTES);
+        Ok(Self {
+            socket,
+            state,
+            run,
+            recv_buf: vec![0u8; RECV_BUF],
+        })
+    }
+
+    /// Queues one datagram for `dst`: it joins the run being built, or the run is sent first.
+    pub(crate) fn push(&mut self, dst: SocketAddr, datagram: &[u8]) {
+        if !self.run.accepts(dst, datagram.len()) {
+            self.flush();
+        }
+        if self.run.push(dst, datagram) {
+            self.flush();
+        }
+    }
+
+    /// Sends the run being built, if any.
+    pub(crate) fn flush(&mut self) {
+        let Some((destination, contents, segment_size)) = self.run.contents() else {
+            return;
+        };
+        let transmit = Transmit {
+            destination,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        let sent = self.socket.try_io(Interest::WRITABLE, || {
+            self.state.try_send((&self.socket).into(), &transmit)
+        });
+        if let Err(e) = sent {
+            // Limitation: a refused run is dropped whole; the transport retransmits.
+            tracing::debug!(error = %e, datagrams = self.run.len(), "datagrams not sent");
+        }
+        self.run.clear();
+        self.run.set_max_segments(self.state.max_gso_segments());
+    }
+
+    /// Waits until the socket may have datagrams to read.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Reads once without waiting and gives each datagram read to `each`. False when nothing
+    /// was waiting (or the read failed).
+    pub(crate) fn try_recv(&mut self, mut each: impl FnMut(SocketAddr, &mut [u8])) -> bool {
+        let mut meta = [RecvMeta::default()];
+        let read = self.socket.try_io(Interest::READABLE, || {
+            let mut bufs = [IoSliceMut::new(&mut self.recv_buf)];
+            self.state.recv((&self.socket).into(), &mut bufs, &mut meta)
+        });
+        if !matches!(read, Ok(1..)) {
+            return false;
+        }
+
+        let [meta] = meta;
+        for datagram in split_received(&mut self.recv_buf[..meta.len], meta.stride) {
+            each(meta.addr, datagram);
+        }
+        true
+    }
+}
