@@ -14,8 +14,9 @@
 //!
 //! # Limitations
 //!
-//! - At most [`MAX_QUEUED_DATAGRAMS`] datagrams wait for a writable socket; more are dropped
-//!   (the transport retransmits).
+//! - At most [`MAX_QUEUED_DATAGRAMS`](crate::udp::MAX_QUEUED_DATAGRAMS) datagrams wait for a writable socket; more are dropped
+//!   (the transport retransmits). Datagrams leave in runs with segmentation offload and arrive
+//!   in coalesced reads where the kernel offers it (`udp`).
 //! - `AgentEvent::PersistTrust` is not written anywhere: trust granted to this node is lost on
 //!   restart. Run the node public, or re-approve after a restart.
 //! - Inbound port datagrams (`NodeEvent::Datagram`) are dropped: only streams are exposed.
@@ -36,16 +37,16 @@ use pilot_proto::wire::addr::{Addr, AddrPort};
 
 use crate::error::{MioError, Result};
 use crate::link::{BEACON_TOKENS, ByteLink, LinkIo, REGISTRY_TOKENS};
+use crate::udp::{Received, UdpIo};
 
 const UDP: Token = Token(0);
 const WAKER: Token = Token(1);
 
-/// Datagrams read per turn before other work gets a go (the next turn does not sleep).
-pub(crate) const MAX_DATAGRAMS_PER_TURN: usize = 1024;
-/// Datagrams between two drains while receiving a burst (acks go out promptly).
-const DRAIN_EVERY: usize = 32;
-/// Datagrams waiting for a writable socket at most.
-pub(crate) const MAX_QUEUED_DATAGRAMS: usize = 1024;
+/// Socket reads per turn before other work gets a go (the next turn does not sleep); one read
+/// can hold a run of datagrams coalesced by the kernel.
+pub(crate) const MAX_READS_PER_TURN: usize = 1024;
+/// Reads between two drains while receiving a burst (acks go out promptly).
+const DRAIN_EVERY: usize = 8;
 /// Inbound streams waiting for `accept` per listening port at most; more are closed.
 const MAX_BACKLOG: usize = 128;
 /// Drain rounds per call (events can produce more output).
@@ -75,9 +76,8 @@ pub(crate) struct Driver {
     pub state: AppState,
     poll: Poll,
     events: Events,
-    udp: UdpSocket,
+    udp: UdpIo,
     local: SocketAddr,
-    udp_out: VecDeque<(SocketAddr, Vec<u8>)>,
     udp_writable: bool,
     udp_backlog: bool,
     link: ByteLink,
@@ -92,15 +92,16 @@ impl Driver {
     /// Binds nothing itself: takes the bound socket and the core, and starts the first drain
     /// (which opens the registry stream).
     pub(crate) fn new(
-        mut udp: UdpSocket,
+        udp: UdpSocket,
         registry: SocketAddr,
         beacon_tcp: Option<SocketAddr>,
         agent: Agent,
         now: Instant,
     ) -> Result<Self> {
         let poll = Poll::new()?;
+        let mut udp = UdpIo::new(udp)?;
         poll.registry()
-            .register(&mut udp, UDP, Interest::READABLE)?;
+            .register(udp.socket_mut(), UDP, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local = udp.local_addr()?;
         let mut driver = Self {
@@ -110,7 +111,6 @@ impl Driver {
             events: Events::with_capacity(256),
             udp,
             local,
-            udp_out: VecDeque::new(),
             udp_writable: false,
             udp_backlog: false,
             link: ByteLink::new("registry", registry, REGISTRY_TOKENS),
@@ -202,7 +202,7 @@ impl Driver {
                 UDP => {
                     read_udp |= readable;
                     if writable {
-                        self.flush_udp();
+                        self.udp.send_queued();
                     }
                 }
                 WAKER => {}
@@ -223,16 +223,12 @@ impl Driver {
     fn receive_datagrams(&mut self) {
         let mut now = Instant::now();
         self.udp_backlog = true;
-        for count in 1..=MAX_DATAGRAMS_PER_TURN {
-            match self.udp.recv_from(&mut self.rx) {
-                Ok((n, from)) => self.agent.handle_datagram(now, from, &mut self.rx[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.udp_backlog = false;
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // ICMP errors surface on UDP sockets (ECONNREFUSED); the socket stays usable.
-                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+        for count in 1..=MAX_READS_PER_TURN {
+            let agent = &mut self.agent;
+            let got = self.udp.recv(|from, datagram| agent.handle_datagram(now, from, datagram));
+            if got == Received::Empty {
+                self.udp_backlog = false;
+                break;
             }
             if count % DRAIN_EVERY == 0 {
                 self.drain(now);
@@ -305,8 +301,9 @@ impl Driver {
             let Some(transmit) = self.agent.poll_transmit(now, &mut tx) else {
                 break;
             };
-            self.send_udp(transmit.dst, &tx[..transmit.len]);
+            self.udp.push(transmit.dst, &tx[..transmit.len]);
         }
+        self.udp.flush();
         self.tx = tx;
     }
 
@@ -335,39 +332,9 @@ impl Driver {
         any
     }
 
-    fn send_udp(&mut self, dst: SocketAddr, bytes: &[u8]) {
-        if !self.udp_out.is_empty() {
-            self.queue_udp(dst, bytes);
-            return;
-        }
-        match self.udp.send_to(bytes, dst) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => self.queue_udp(dst, bytes),
-            Err(e) => tracing::debug!(error = %e, %dst, "udp send failed"),
-        }
-    }
-
-    // Limitation: past MAX_QUEUED_DATAGRAMS a datagram is dropped; the transport retransmits.
-    fn queue_udp(&mut self, dst: SocketAddr, bytes: &[u8]) {
-        if self.udp_out.len() < MAX_QUEUED_DATAGRAMS {
-            self.udp_out.push_back((dst, bytes.to_vec()));
-        }
-    }
-
-    fn flush_udp(&mut self) {
-        while let Some((dst, bytes)) = self.udp_out.front() {
-            match self.udp.send_to(bytes, *dst) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) => tracing::debug!(error = %e, dst = %dst, "udp send failed"),
-                Ok(_) => {}
-            }
-            self.udp_out.pop_front();
-        }
-    }
-
     /// Registers `WRITABLE` interest while datagrams wait, and drops it once they are out.
     fn arm_udp(&mut self) {
-        let want = !self.udp_out.is_empty();
+        let want = self.udp.has_queued();
         if want == self.udp_writable {
             return;
         }
@@ -379,7 +346,7 @@ impl Driver {
         match self
             .poll
             .registry()
-            .reregister(&mut self.udp, UDP, interest)
+            .reregister(self.udp.socket_mut(), UDP, interest)
         {
             Ok(()) => self.udp_writable = want,
             Err(e) => tracing::warn!(error = %e, "could not re-register the udp socket"),

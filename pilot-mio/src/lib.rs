@@ -49,6 +49,7 @@ mod link;
 mod node;
 mod pubsub;
 mod stream;
+mod udp;
 
 pub use config::MioConfig;
 pub use error::{MioError, Result};

@@ -194,5 +194,7 @@ fn goodput_only(exe: &Path) {
             let mbs = measure::goodput(&a, &b, port, 96 << 20, Duration::from_secs(10)).await;
             eprintln!("perf_table: goodput {mbs:?} MB/s");
         }
+        let mio = mio_node::measure(&rv.registry, &b).await;
+        eprintln!("perf_table: mio node: {mio:?}");
     });
 }
