@@ -21,6 +21,7 @@
 mod config;
 mod control;
 mod event;
+mod local;
 mod services;
 
 use std::collections::VecDeque;
@@ -32,6 +33,7 @@ use ed25519_dalek::VerifyingKey;
 pub use config::NodeConfig;
 pub use control::MAX_CONTROL_PAYLOAD;
 pub use event::{NodeError, NodeEvent, NodeStats};
+pub use local::BrokerClient;
 
 use crate::Transmit;
 use crate::identity::Identity;
