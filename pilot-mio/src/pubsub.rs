@@ -245,6 +245,8 @@ impl LocalLink {
 }
 
 impl Drop for LocalLink {
+    // Limitation: dropped while the driver is borrowed (inside another call of this crate), the
+    // client is not disconnected; its subscriptions stay, bounded by the broker's queues.
     fn drop(&mut self) {
         let client = self.client;
         self.node

@@ -2,7 +2,9 @@
 //!
 //! A [`Node`] owns a [`Tunnel`] (peer table, key exchange, sealing) and a [`Transport`]
 //! (streams, datagrams, ports), routes packets between them, answers the built-in services
-//! and delivers packets addressed to itself without touching the network.
+//! and delivers packets addressed to itself without touching the network. A driver that uses
+//! its own event broker can skip even the loopback streams with an in-process broker client
+//! ([`Node::open_broker_client`]).
 //!
 //! # Driving it
 //!
