@@ -17,6 +17,10 @@
 //! [`StopHandle::stop`] (from any thread)
 //! makes the blocked call return [`MioError::Stopped`].
 //!
+//! A [`Subscription`] or [`Publisher`] on the node's own broker is an in-process client of
+//! that broker (no loopback stream); on another node's broker it is a virtual stream to port
+//! 1002. Both speak the same protocol with the same guarantees.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use pilot_mio::{MioConfig, MioNode};

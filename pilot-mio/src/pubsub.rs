@@ -2,6 +2,11 @@
 //! `pilot_proto::pubsub::client`: [`Subscription`] receives events from this node's own broker
 //! or another node's; [`Publisher`] keeps one connection to a broker for many publishes.
 //!
+//! A connection to another node's broker is a virtual stream. One to this node's own broker is
+//! an in-process broker client (`Agent::open_broker_client`): the same frames and guarantees
+//! (sequence numbers, acknowledged publishes, bounded queues, gap notices) without a loopback
+//! stream's packets, acknowledgements and copies.
+//!
 //! Events the broker could not deliver are not silent: a subscriber that falls behind makes
 //! the broker drop events for it and send a gap notice instead, and
 //! [`Subscription::missed`] adds those notices up ([`Subscription::dropped`] counts the events
@@ -18,14 +23,23 @@ use std::collections::VecDeque;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
+use pilot_proto::agent::AgentError;
+use pilot_proto::node::{BrokerClient, NodeError};
 use pilot_proto::pubsub::client::{ClientSession, SubscribeOptions};
 use pilot_proto::pubsub::codec::ServerMessage;
 use pilot_proto::pubsub::{SubscriptionId, Topic, TopicFilter};
+use pilot_proto::transport::StreamError;
 use pilot_proto::wire::addr::{Addr, AddrPort, port};
 
 use crate::error::{MioError, Result};
 use crate::node::MioNode;
 use crate::stream::Stream;
+
+/// Longest single turn while waiting on the own broker, so that a stop is seen promptly.
+const SLICE: Duration = Duration::from_millis(250);
+
+/// Publishes between two looks at the acknowledgements that already arrived.
+const READ_ACKS_EVERY: u64 = 128;
 
 /// Events received before the caller asks for them, kept at most (older ones are dropped and
 /// counted in [`Subscription::dropped`]).
@@ -43,21 +57,34 @@ pub struct Event {
     pub seq: u64,
 }
 
-/// One connection to a broker: the stream and the client protocol state.
+/// One connection to a broker: the link and the client protocol state.
 #[derive(Debug)]
 struct BrokerConn {
-    stream: Stream,
+    link: Link,
     session: ClientSession,
     buf: Vec<u8>,
 }
 
+/// How the client protocol's bytes reach the broker.
+#[derive(Debug)]
+enum Link {
+    /// A virtual stream to port 1002 of another node.
+    Stream(Stream),
+    /// An in-process client of this node's own broker: no stream, same protocol.
+    Local(LocalLink),
+}
+
 impl BrokerConn {
-    /// Dials `node`'s broker and sends the hello.
+    /// Connects to `broker` (in-process when it is this node) and sends the hello.
     fn open(node: &MioNode, broker: Addr, deadline: Instant) -> Result<Self> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let stream = node.dial(AddrPort::new(broker, port::EVENT_STREAM), left)?;
+        let link = if node.address() == Some(broker) {
+            Link::Local(LocalLink::open(node)?)
+        } else {
+            let left = deadline.saturating_duration_since(Instant::now());
+            Link::Stream(node.dial(AddrPort::new(broker, port::EVENT_STREAM), left)?)
+        };
         let mut conn = Self {
-            stream,
+            link,
             session: ClientSession::new(),
             buf: vec![0u8; 16 * 1024],
         };
@@ -67,9 +94,14 @@ impl BrokerConn {
     }
 
     fn write(&mut self, frame: &[u8], deadline: Instant) -> Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.stream.set_write_timeout(Some(left));
-        self.stream.write_all(frame).map_err(io_to_mio)
+        match &mut self.link {
+            Link::Local(local) => local.write(frame, deadline),
+            Link::Stream(stream) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                stream.set_write_timeout(Some(left));
+                stream.write_all(frame).map_err(io_to_mio)
+            }
+        }
     }
 
     /// The next decoded broker message, reading (and turning the loop) until the deadline.
@@ -78,10 +110,14 @@ impl BrokerConn {
             if let Some(message) = self.session.poll_message() {
                 return Ok(message);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            let n = self.stream.read(&mut self.buf).map_err(io_to_mio)?;
+            let n = match &mut self.link {
+                Link::Local(local) => local.read(&mut self.buf, deadline)?,
+                Link::Stream(stream) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+                    stream.read(&mut self.buf).map_err(io_to_mio)?
+                }
+            };
             if n == 0 {
                 return Err(MioError::Broker("the broker closed the connection".into()));
             }
@@ -90,6 +126,139 @@ impl BrokerConn {
                 .map_err(|e| MioError::Broker(e.to_string()))?;
         }
     }
+
+    /// Takes the broker's bytes that already arrived, without waiting or turning the loop.
+    fn take_available(&mut self) -> Result<()> {
+        let n = match &mut self.link {
+            Link::Local(local) => local.try_read(&mut self.buf)?,
+            Link::Stream(stream) => {
+                stream.set_read_timeout(Some(Duration::ZERO));
+                match stream.read(&mut self.buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => None,
+                    read => Some(read.map_err(io_to_mio)?),
+                }
+            }
+        };
+        match n {
+            None => Ok(()),
+            Some(0) => Err(MioError::Broker("the broker closed the connection".into())),
+            Some(n) => self
+                .session
+                .handle_bytes(&self.buf[..n])
+                .map_err(|e| MioError::Broker(e.to_string())),
+        }
+    }
+
+    /// Closes the link; a stream is finished (every byte acknowledged) within `timeout`.
+    fn close(self, timeout: Duration) -> Result<()> {
+        match self.link {
+            Link::Stream(stream) => stream.finish(timeout),
+            Link::Local(local) => {
+                drop(local);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An in-process client of the node's own broker (`Agent::open_broker_client`). Dropping it
+/// disconnects the client.
+#[derive(Debug)]
+struct LocalLink {
+    node: MioNode,
+    client: BrokerClient,
+}
+
+impl LocalLink {
+    fn open(node: &MioNode) -> Result<Self> {
+        let client = node.command(|agent, now| agent.open_broker_client(now))?;
+        Ok(Self {
+            node: node.clone(),
+            client,
+        })
+    }
+
+    /// Hands client-protocol bytes to the broker, turning the loop while it cannot take them.
+    fn write(&mut self, frame: &[u8], deadline: Instant) -> Result<()> {
+        let client = self.client;
+        let mut last = false;
+        loop {
+            let sent = self
+                .node
+                .command(|agent, now| agent.broker_client_send(now, client, frame));
+            match sent {
+                Ok(()) => return Ok(()),
+                Err(MioError::Agent(e)) if would_block(&e) => {}
+                Err(MioError::Agent(e)) => return Err(MioError::Broker(e.to_string())),
+                Err(e) => return Err(e),
+            }
+            if last {
+                return Err(MioError::TimedOut);
+            }
+            last = self.turn(deadline)?;
+        }
+    }
+
+    /// Reads the broker's frames that already wait, if any, without turning the loop.
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        let client = self.client;
+        let read = self
+            .node
+            .command(|agent, now| agent.broker_client_recv(now, client, buf));
+        match read {
+            Ok(n) => Ok(Some(n)),
+            Err(MioError::Agent(e)) if would_block(&e) => Ok(None),
+            Err(MioError::Agent(e)) => Err(MioError::Broker(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the broker's frames into `buf`, turning the loop until some arrive; `Ok(0)` when
+    /// the broker closed the client.
+    fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize> {
+        let client = self.client;
+        let mut last = false;
+        loop {
+            let read = self
+                .node
+                .command(|agent, now| agent.broker_client_recv(now, client, buf));
+            match read {
+                Ok(n) => return Ok(n),
+                Err(MioError::Agent(e)) if would_block(&e) => {}
+                Err(MioError::Agent(e)) => return Err(MioError::Broker(e.to_string())),
+                Err(e) => return Err(e),
+            }
+            if last {
+                return Err(MioError::TimedOut);
+            }
+            last = self.turn(deadline)?;
+        }
+    }
+
+    /// One turn of the loop bounded by `deadline` (a zero-length one once it passed); returns
+    /// whether it was the last before the deadline.
+    fn turn(&self, deadline: Instant) -> Result<bool> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.node.turn(left.min(SLICE))?;
+        Ok(left.is_zero())
+    }
+}
+
+impl Drop for LocalLink {
+    // Limitation: dropped while the driver is borrowed (inside another call of this crate), the
+    // client is not disconnected; its subscriptions stay, bounded by the broker's queues.
+    fn drop(&mut self) {
+        let client = self.client;
+        self.node
+            .try_with(|d, now| d.agent.close_broker_client(now, client));
+    }
+}
+
+fn would_block(error: &AgentError) -> bool {
+    matches!(
+        error,
+        AgentError::Node(NodeError::Stream(StreamError::WouldBlock))
+    )
 }
 
 /// What one subscription received and has not handed out yet, and what it lost.
@@ -245,6 +414,14 @@ impl Publisher {
         self.conn
             .write(&frame, Instant::now() + Duration::from_secs(30))?;
         self.sent += 1;
+        if self.sent.is_multiple_of(READ_ACKS_EVERY) {
+            // Take the acknowledgements that already arrived: the broker closes a publisher
+            // that lets too many pile up unread.
+            self.conn.take_available()?;
+            while let Some(message) = self.conn.session.poll_message() {
+                self.on_reply(message)?;
+            }
+        }
         Ok(())
     }
 
@@ -256,11 +433,17 @@ impl Publisher {
     pub fn flush(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         while self.acked < self.sent {
-            match self.conn.next_message(deadline)? {
-                ServerMessage::PubAck { number, .. } => self.acked = self.acked.max(number),
-                ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
-                _ => {}
-            }
+            let message = self.conn.next_message(deadline)?;
+            self.on_reply(message)?;
+        }
+        Ok(())
+    }
+
+    fn on_reply(&mut self, message: ServerMessage) -> Result<()> {
+        match message {
+            ServerMessage::PubAck { number, .. } => self.acked = self.acked.max(number),
+            ServerMessage::Error { message, .. } => return Err(MioError::Broker(message)),
+            _ => {}
         }
         Ok(())
     }
@@ -270,7 +453,7 @@ impl Publisher {
     /// # Errors
     /// As [`Stream::finish`].
     pub fn close(self, timeout: Duration) -> Result<()> {
-        self.conn.stream.finish(timeout)
+        self.conn.close(timeout)
     }
 }
 

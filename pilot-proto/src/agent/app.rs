@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::signal::Signal;
 use super::{Agent, AgentError, AgentEvent, Dial, DialId};
-use crate::node::{Node, NodeEvent};
+use crate::node::{BrokerClient, Node, NodeEvent};
 use crate::pubsub::log::{LogRecord, Recovery};
 use crate::pubsub::{Seq, Topic};
 use crate::transport::ConnId;
@@ -144,6 +144,58 @@ impl Agent {
         let seq = self.node_mut()?.publish_local(now, topic, payload)?;
         self.process(now);
         Ok(seq)
+    }
+
+    /// Connects an in-process client to this node's own broker (see `Node::open_broker_client`).
+    ///
+    /// # Errors
+    /// [`AgentError::NotRegistered`] or the node's refusal.
+    pub fn open_broker_client(&mut self, now: Instant) -> Result<BrokerClient, AgentError> {
+        let now = self.clamp(now);
+        let client = self.node_mut()?.open_broker_client(now)?;
+        self.process(now);
+        Ok(client)
+    }
+
+    /// Feeds client-protocol bytes to the own broker (see `Node::broker_client_send`).
+    ///
+    /// # Errors
+    /// [`AgentError::NotRegistered`] or the node's error.
+    pub fn broker_client_send(
+        &mut self,
+        now: Instant,
+        client: BrokerClient,
+        bytes: &[u8],
+    ) -> Result<(), AgentError> {
+        let now = self.clamp(now);
+        self.node_mut()?.broker_client_send(now, client, bytes)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// Reads the own broker's frames for a client (see `Node::broker_client_recv`).
+    ///
+    /// # Errors
+    /// [`AgentError::NotRegistered`] or the node's error.
+    pub fn broker_client_recv(
+        &mut self,
+        now: Instant,
+        client: BrokerClient,
+        buf: &mut [u8],
+    ) -> Result<usize, AgentError> {
+        let now = self.clamp(now);
+        let n = self.node_mut()?.broker_client_recv(now, client, buf)?;
+        self.process(now);
+        Ok(n)
+    }
+
+    /// Disconnects an in-process broker client.
+    pub fn close_broker_client(&mut self, now: Instant, client: BrokerClient) {
+        let now = self.clamp(now);
+        if let Some(node) = &mut self.node {
+            node.close_broker_client(now, client);
+        }
+        self.process(now);
     }
 
     /// Reports that event-log records up to `through` are durable.

@@ -2,7 +2,9 @@
 //!
 //! A [`Node`] owns a [`Tunnel`] (peer table, key exchange, sealing) and a [`Transport`]
 //! (streams, datagrams, ports), routes packets between them, answers the built-in services
-//! and delivers packets addressed to itself without touching the network.
+//! and delivers packets addressed to itself without touching the network. A driver that uses
+//! its own event broker can skip even the loopback streams with an in-process broker client
+//! ([`Node::open_broker_client`]).
 //!
 //! # Driving it
 //!
@@ -21,6 +23,7 @@
 mod config;
 mod control;
 mod event;
+mod local;
 mod services;
 
 use std::collections::VecDeque;
@@ -32,6 +35,7 @@ use ed25519_dalek::VerifyingKey;
 pub use config::NodeConfig;
 pub use control::MAX_CONTROL_PAYLOAD;
 pub use event::{NodeError, NodeEvent, NodeStats};
+pub use local::BrokerClient;
 
 use crate::Transmit;
 use crate::identity::Identity;

@@ -14,6 +14,10 @@
 //! Each service connection has a bounded outbox: bytes the service produced that the
 //! transport's send buffer could not take yet. A peer that never reads cannot make it grow
 //! past the configured limit; the connection is reset instead.
+//!
+//! In-process broker clients (see `local`) have no stream: their outbox is read by the
+//! application directly, and the broker is granted credit as it is read, so the outbox never
+//! holds more than the broker's initial credit and one frame.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
@@ -55,6 +59,17 @@ pub(super) struct Services {
     pub(super) broker: Option<Broker>,
     /// Broker connections left unread while the event log lagged.
     paused: BTreeSet<ConnId>,
+    /// In-process broker clients: their outboxes, and whether the broker closed them.
+    pub(super) local: BTreeMap<ClientId, LocalConn>,
+    /// The next in-process client's number (ids are `LOCAL_CLIENT_BIT | number`).
+    pub(super) next_local: u64,
+}
+
+/// One in-process broker client: frames the broker produced for it, not read yet.
+#[derive(Debug, Default)]
+pub(super) struct LocalConn {
+    pub(super) outbox: VecDeque<u8>,
+    pub(super) closed: bool,
 }
 
 impl Services {
@@ -66,6 +81,8 @@ impl Services {
             read_buf: vec![0; READ_CHUNK],
             broker: config.broker.clone().map(Broker::new),
             paused: BTreeSet::new(),
+            local: BTreeMap::new(),
+            next_local: 1,
         }
     }
 
@@ -138,12 +155,17 @@ impl Services {
             if let Some(service) = self.conns.get_mut(&conn) {
                 service.outbox.extend(frame);
                 touched.insert(conn);
+            } else if let Some(local) = self.local.get_mut(&client) {
+                local.outbox.extend(frame);
             }
         }
         while let Some(event) = broker.poll_event() {
             moved = true;
             match event {
-                BrokerEvent::Close { client, .. } => transport.close(now, ConnId(client.0)),
+                BrokerEvent::Close { client, .. } => match self.local.get_mut(&client) {
+                    Some(local) => local.closed = true,
+                    None => transport.close(now, ConnId(client.0)),
+                },
                 BrokerEvent::Append { seq, record } => {
                     events.push(NodeEvent::LogAppend { seq, record })
                 }

@@ -1,7 +1,8 @@
 //! The mio column: a `pilot_mio::MioNode` in its own thread (the node is single-threaded),
 //! registered at the same rendezvous. Goodput: the mio node streams to a tokio daemon's
-//! listener. Events/s: a publisher and a subscriber on the mio node's own broker, in the node's
-//! thread, in lock-step batches of 500 (publish, wait for acks, take the batch).
+//! listener. Events/s: a publisher and a subscriber on the mio node's own broker (in-process
+//! broker clients, no loopback stream), in the node's thread, in lock-step batches of 500
+//! (publish, wait for acks, take the batch).
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
