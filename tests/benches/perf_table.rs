@@ -190,7 +190,7 @@ fn goodput_only(exe: &Path) {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(5);
-        for port in 5000..5000 + runs.min(100) {
+        for port in 6000..6000 + runs.min(100) {
             let mbs = measure::goodput(&a, &b, port, 96 << 20, Duration::from_secs(10)).await;
             eprintln!("perf_table: goodput {mbs:?} MB/s");
         }
