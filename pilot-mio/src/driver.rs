@@ -225,7 +225,9 @@ impl Driver {
         self.udp_backlog = true;
         for count in 1..=MAX_READS_PER_TURN {
             let agent = &mut self.agent;
-            let got = self.udp.recv(|from, datagram| agent.handle_datagram(now, from, datagram));
+            let got = self
+                .udp
+                .recv(|from, datagram| agent.handle_datagram(now, from, datagram));
             if got == Received::Empty {
                 self.udp_backlog = false;
                 break;

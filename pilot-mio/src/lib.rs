@@ -6,8 +6,9 @@
 //!
 //! [`MioNode::turn`] polls one mio `Poll` (the tunnel UDP socket, the registry TCP stream and
 //! a waker) with the timeout the core asks for, receives datagrams until `WouldBlock`, feeds
-//! registry bytes and due timers to the core, then drains the core: datagrams to the socket (a
-//! send hitting `WouldBlock` is queued and the socket re-registered `WRITABLE`), registry bytes
+//! registry bytes and due timers to the core, then drains the core: datagrams to the socket, in
+//! runs with segmentation offload where the kernel has it (a send hitting `WouldBlock` is
+//! queued and the socket re-registered `WRITABLE`), registry bytes
 //! to the stream, events to the application state. The registry stream is reopened with the
 //! core's back-off whenever it breaks. Design notes: `docs/design/mio.md`.
 //!

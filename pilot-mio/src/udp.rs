@@ -56,7 +56,7 @@ pub(crate) struct UdpIo {
 impl UdpIo {
     /// Takes over `socket` and turns on the offloads the kernel offers.
     pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
-        let state = UdpSocketState::new((&socket).into())?;
+        let state = offload_state(&socket)?;
         tracing::debug!(
             gso = state.max_gso_segments(),
             gro = state.gro_segments(),
@@ -112,7 +112,12 @@ impl UdpIo {
         }
         if self.queued_datagrams + datagrams <= MAX_QUEUED_DATAGRAMS {
             let bytes = bytes.to_vec();
-            self.queue.push_back(Queued { dst, bytes, segment, datagrams });
+            self.queue.push_back(Queued {
+                dst,
+                bytes,
+                segment,
+                datagrams,
+            });
             self.queued_datagrams += datagrams;
         }
         // Limitation: past MAX_QUEUED_DATAGRAMS a run is dropped; the transport retransmits.
@@ -177,4 +182,93 @@ fn send(
         src_ip: None,
     };
     state.try_send(socket.into(), &transmit)
+}
+
+/// Turns on the offloads the kernel offers for `socket`, keeping its path-MTU behaviour.
+///
+/// `quinn-udp` forbids IP fragmentation, which suits QUIC (it probes the path MTU itself). This
+/// transport does not probe: a datagram larger than a path's MTU (a full segment on a tunnel
+/// path under 1,500 bytes, or a large port datagram) relies on the kernel fragmenting it, so
+/// the socket's previous setting is put back.
+fn offload_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
+    use rustix::net::sockopt;
+
+    let v4 = sockopt::ip_mtu_discover(socket).ok();
+    let v6 = sockopt::ipv6_mtu_discover(socket).ok();
+    let state = UdpSocketState::new(socket.into())?;
+    if let Some(v4) = v4 {
+        sockopt::set_ip_mtu_discover(socket, v4)?;
+    }
+    if let Some(v6) = v6 {
+        sockopt::set_ipv6_mtu_discover(socket, v6)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn bound() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind")
+    }
+
+    /// Datagrams of `sizes`, each filled with its index.
+    fn datagrams(sizes: &[usize]) -> Vec<Vec<u8>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| vec![i as u8; *n])
+            .collect()
+    }
+
+    #[test]
+    fn the_kernels_fragmentation_setting_is_kept() {
+        let socket = bound();
+        let before = rustix::net::sockopt::ip_mtu_discover(&socket).expect("get");
+        let io = UdpIo::new(socket).expect("offload");
+        let after = rustix::net::sockopt::ip_mtu_discover(&io.socket).expect("get");
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_run_arrives_as_the_datagrams_pushed() {
+        let mut io = UdpIo::new(bound()).expect("offload");
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let dst = rx.local_addr().expect("addr");
+        let sent = datagrams(&[1200, 1200, 1200, 1200, 700, 1200, 90]);
+        for d in &sent {
+            io.push(dst, d);
+        }
+        io.flush();
+
+        let mut buf = [0u8; 2048];
+        for want in &sent {
+            let n = rx.recv(&mut buf).expect("datagram");
+            assert_eq!(&buf[..n], want.as_slice());
+        }
+    }
+
+    #[test]
+    fn coalesced_reads_are_split_back_into_datagrams() {
+        let mut io = UdpIo::new(bound()).expect("offload");
+        let to = io.local_addr().expect("addr");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let sent = datagrams(&[1000; 40]);
+        for d in &sent {
+            tx.send_to(d, to).expect("send");
+        }
+
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < sent.len() && Instant::now() < deadline {
+            if io.recv(|_, d| got.push(d.to_vec())) == Received::Empty {
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(got, sent);
+    }
 }

@@ -40,7 +40,7 @@ pub(crate) struct UdpIo {
 impl UdpIo {
     /// Takes over `socket` and turns on the offloads the kernel offers.
     pub(crate) fn new(socket: UdpSocket) -> io::Result<Self> {
-        let state = UdpSocketState::new((&socket).into())?;
+        let state = offload_state(&socket)?;
         tracing::debug!(
             gso = state.max_gso_segments(),
             gro = state.gro_segments(),
@@ -111,4 +111,25 @@ impl UdpIo {
         }
         true
     }
+}
+
+/// Turns on the offloads the kernel offers for `socket`, keeping its path-MTU behaviour.
+///
+/// `quinn-udp` forbids IP fragmentation, which suits QUIC (it probes the path MTU itself). This
+/// transport does not probe: a datagram larger than a path's MTU (a full segment on a tunnel
+/// path under 1,500 bytes, or a large port datagram) relies on the kernel fragmenting it, so
+/// the socket's previous setting is put back.
+fn offload_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
+    use rustix::net::sockopt;
+
+    let v4 = sockopt::ip_mtu_discover(socket).ok();
+    let v6 = sockopt::ipv6_mtu_discover(socket).ok();
+    let state = UdpSocketState::new(socket.into())?;
+    if let Some(v4) = v4 {
+        sockopt::set_ip_mtu_discover(socket, v4)?;
+    }
+    if let Some(v6) = v6 {
+        sockopt::set_ipv6_mtu_discover(socket, v6)?;
+    }
+    Ok(state)
 }
