@@ -120,9 +120,12 @@ impl RecvBuffer {
     /// Moves up to `out.len()` readable bytes into `out`; returns the count.
     pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
         let count = out.len().min(self.ready.len());
-        for (slot, byte) in out.iter_mut().zip(self.ready.drain(..count)) {
-            *slot = byte;
-        }
+        let (front, back) = self.ready.as_slices();
+        let first = count.min(front.len());
+        out[..first].copy_from_slice(&front[..first]);
+        out[first..count].copy_from_slice(&back[..count - first]);
+
+        self.ready.drain(..count);
         count
     }
 
@@ -328,5 +331,32 @@ mod tests {
         );
         assert_eq!(buf.window(), 0);
         assert_eq!(read_all(&mut buf), b"abcdxxxxxx");
+    }
+
+    proptest::proptest! {
+        /// In-order data read back in pieces of any size (the ring buffer wraps) comes out
+        /// whole and in order.
+        #[test]
+        fn reads_of_any_size_return_the_stream_in_order(
+            chunks in proptest::collection::vec(1usize..40, 1..60),
+            reads in proptest::collection::vec(1usize..50, 1..80),
+        ) {
+            let mut buf = RecvBuffer::new(64, 4);
+            let (mut offset, mut sent, mut got) = (0u64, Vec::new(), Vec::new());
+            let mut reads = reads.iter().cycle();
+            for len in chunks {
+                let data: Vec<u8> = (offset..offset + len as u64).map(|b| b as u8).collect();
+                if let Insert::Accepted { .. } = buf.insert(offset, &data, 1 << 20) {
+                    let taken = len.min((buf.next - offset) as usize);
+                    sent.extend_from_slice(&data[..taken]);
+                    offset += taken as u64;
+                }
+                let mut out = vec![0u8; *reads.next().unwrap_or(&1)];
+                let n = buf.read(&mut out);
+                got.extend_from_slice(&out[..n]);
+            }
+            got.extend(read_all(&mut buf));
+            proptest::prop_assert_eq!(got, sent);
+        }
     }
 }
