@@ -181,22 +181,12 @@ impl LocalLink {
     /// Hands client-protocol bytes to the broker, turning the loop while it cannot take them.
     fn write(&mut self, frame: &[u8], deadline: Instant) -> Result<()> {
         let client = self.client;
-        let mut last = false;
-        loop {
-            let sent = self
+        self.until(deadline, |link| {
+            let sent = link
                 .node
                 .command(|agent, now| agent.broker_client_send(now, client, frame));
-            match sent {
-                Ok(()) => return Ok(()),
-                Err(MioError::Agent(e)) if would_block(&e) => {}
-                Err(MioError::Agent(e)) => return Err(MioError::Broker(e.to_string())),
-                Err(e) => return Err(e),
-            }
-            if last {
-                return Err(MioError::TimedOut);
-            }
-            last = self.turn(deadline)?;
-        }
+            settled(sent)
+        })
     }
 
     /// Reads the broker's frames that already wait, if any, without turning the loop.
@@ -205,28 +195,26 @@ impl LocalLink {
         let read = self
             .node
             .command(|agent, now| agent.broker_client_recv(now, client, buf));
-        match read {
-            Ok(n) => Ok(Some(n)),
-            Err(MioError::Agent(e)) if would_block(&e) => Ok(None),
-            Err(MioError::Agent(e)) => Err(MioError::Broker(e.to_string())),
-            Err(e) => Err(e),
-        }
+        settled(read)
     }
 
     /// Reads the broker's frames into `buf`, turning the loop until some arrive; `Ok(0)` when
     /// the broker closed the client.
     fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize> {
-        let client = self.client;
+        self.until(deadline, |link| link.try_read(buf))
+    }
+
+    /// Repeats `attempt`, turning the loop between tries, until it gives a value or the
+    /// deadline passes.
+    fn until<T>(
+        &mut self,
+        deadline: Instant,
+        mut attempt: impl FnMut(&mut Self) -> Result<Option<T>>,
+    ) -> Result<T> {
         let mut last = false;
         loop {
-            let read = self
-                .node
-                .command(|agent, now| agent.broker_client_recv(now, client, buf));
-            match read {
-                Ok(n) => return Ok(n),
-                Err(MioError::Agent(e)) if would_block(&e) => {}
-                Err(MioError::Agent(e)) => return Err(MioError::Broker(e.to_string())),
-                Err(e) => return Err(e),
+            if let Some(value) = attempt(self)? {
+                return Ok(value);
             }
             if last {
                 return Err(MioError::TimedOut);
@@ -251,6 +239,17 @@ impl Drop for LocalLink {
         let client = self.client;
         self.node
             .try_with(|d, now| d.agent.close_broker_client(now, client));
+    }
+}
+
+/// A broker-client call's outcome: its value, `None` while the broker cannot take or give
+/// more yet, or the error.
+fn settled<T>(outcome: Result<T>) -> Result<Option<T>> {
+    match outcome {
+        Ok(value) => Ok(Some(value)),
+        Err(MioError::Agent(e)) if would_block(&e) => Ok(None),
+        Err(MioError::Agent(e)) => Err(MioError::Broker(e.to_string())),
+        Err(e) => Err(e),
     }
 }
 
