@@ -43,6 +43,8 @@
 //! - Trust state is not persisted (see `driver`), and inbound port datagrams are not exposed.
 //! - Dropped streams finish closing only while the node keeps turning.
 //! - A broken broker connection is not resumed; subscribe again.
+//! - At most 1024 datagrams wait for a full socket; more are dropped (the transport
+//!   retransmits). A local broker link dropped inside another call of this crate stays open.
 
 #![forbid(unsafe_code)]
 
