@@ -68,7 +68,8 @@ def profile(exe, work):
         addrs = json.loads(rv.stdout.readline())["data"]
         daemon = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--dump-instr=yes", "--demangle=no",
-             "--callgrind-out-file=" + out, exe, "--home", home, "--log-level", "warn",
+             "--callgrind-out-file=" + out, exe, "--home", home,
+             # The default log level (info): its lifecycle lines are part of a normal start.
              "daemon", "run", "--registry", addrs["registry"], "--beacon", addrs["beacon"],
              "--public", "--listen", "127.0.0.1:0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -90,7 +90,7 @@ fn panels(r: &Results) -> Vec<Panel> {
                 bar("100 clients", r.rss_100.total as f64 / 1024.0, RS),
                 bar("v0.5 idle", 10.0, V05),
             ],
-            goal: Some(4.0),
+            goal: Some(4e6 / 1_048_576.0),
         },
     ]
 }

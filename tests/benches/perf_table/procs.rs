@@ -195,7 +195,8 @@ impl Daemon {
         let child = Command::new(exe)
             .arg("--home")
             .arg(dir.path())
-            .args(["--log-level", "warn", "daemon", "run", "--public"])
+            // The default log level (info), so the RSS rows measure a daemon as users run it.
+            .args(["daemon", "run", "--public"])
             .args(["--registry", registry, "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
