@@ -11,8 +11,8 @@
 //! # Limitations
 //!
 //! - A run the kernel refuses (full send buffer) is dropped whole, like a single datagram was
-//!   before: the transport retransmits what is lost. The socket's send buffer is raised at start
-//!   to make that rare.
+//!   before, and so is every run until the reactor has seen the socket writable again: the
+//!   transport retransmits what is lost. The driver does not wait for writability.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -132,4 +132,58 @@ fn offload_state(socket: &UdpSocket) -> io::Result<UdpSocketState> {
         sockopt::set_ipv6_mtu_discover(socket, v6)?;
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn bound() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").await.expect("bind")
+    }
+
+    /// Datagrams of `sizes`, each filled with its index.
+    fn datagrams(sizes: &[usize]) -> Vec<Vec<u8>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| vec![i as u8; *n])
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_kernels_fragmentation_setting_is_kept() {
+        let socket = bound().await;
+        let before = rustix::net::sockopt::ip_mtu_discover(&socket).expect("get");
+        let io = UdpIo::new(socket).expect("offload");
+        let after = rustix::net::sockopt::ip_mtu_discover(&io.socket).expect("get");
+        assert_eq!(before, after);
+    }
+
+    #[tokio::test]
+    async fn runs_out_and_coalesced_reads_in_carry_every_datagram_in_order() {
+        let mut tx = UdpIo::new(bound().await).expect("offload");
+        let mut rx = UdpIo::new(bound().await).expect("offload");
+        let dst = rx.socket.local_addr().expect("addr");
+        let sent = datagrams(&[1200, 1200, 1200, 700, 1200, 1200, 90, 1300]);
+        // Sends are tried only once the reactor has seen the socket writable.
+        tx.socket.writable().await.expect("writable");
+        for d in &sent {
+            tx.push(dst, d);
+        }
+        tx.flush();
+
+        let mut got = Vec::new();
+        let reading = async {
+            while got.len() < sent.len() {
+                rx.readable().await.expect("readable");
+                while rx.try_recv(|_, d| got.push(d.to_vec())) {}
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), reading)
+            .await
+            .expect("every datagram within 5 s");
+        assert_eq!(got, sent);
+    }
 }
