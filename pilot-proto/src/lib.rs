@@ -27,6 +27,7 @@
 
 pub mod agent;
 pub mod beacon;
+mod byte_queue;
 pub mod crypto;
 pub mod identity;
 pub mod nat;

@@ -90,7 +90,7 @@ impl Node {
         let id = ClientId(client.0);
         let local = self.services.local.get_mut(&id);
         let local = local.ok_or(StreamError::UnknownConnection)?;
-        let n = copy_out(&mut local.outbox, buf);
+        let n = crate::byte_queue::take_front(&mut local.outbox, buf);
         if n == 0 && !buf.is_empty() {
             if local.closed {
                 self.services.local.remove(&id);
@@ -123,22 +123,6 @@ impl Node {
         }
         self.pump(now);
     }
-}
-
-/// Moves the front of `outbox` into `buf`; returns how many bytes.
-fn copy_out(outbox: &mut std::collections::VecDeque<u8>, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        let (front, _) = outbox.as_slices();
-        if front.is_empty() {
-            break;
-        }
-        let take = front.len().min(buf.len() - n);
-        buf[n..n + take].copy_from_slice(&front[..take]);
-        drop(outbox.drain(..take));
-        n += take;
-    }
-    n
 }
 
 #[cfg(test)]

@@ -119,14 +119,7 @@ impl RecvBuffer {
 
     /// Moves up to `out.len()` readable bytes into `out`; returns the count.
     pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
-        let count = out.len().min(self.ready.len());
-        let (front, back) = self.ready.as_slices();
-        let first = count.min(front.len());
-        out[..first].copy_from_slice(&front[..first]);
-        out[first..count].copy_from_slice(&back[..count - first]);
-
-        self.ready.drain(..count);
-        count
+        crate::byte_queue::take_front(&mut self.ready, out)
     }
 
     /// Up to four out-of-order ranges as `(start, end)` offsets: the most recently extended
