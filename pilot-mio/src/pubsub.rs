@@ -118,13 +118,19 @@ impl BrokerConn {
                     stream.read(&mut self.buf).map_err(io_to_mio)?
                 }
             };
-            if n == 0 {
-                return Err(MioError::Broker("the broker closed the connection".into()));
-            }
-            self.session
-                .handle_bytes(&self.buf[..n])
-                .map_err(|e| MioError::Broker(e.to_string()))?;
+            self.feed(n)?;
         }
+    }
+
+    /// Hands the `n` bytes just read into `buf` to the client session; 0 means the broker
+    /// closed the connection.
+    fn feed(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Err(MioError::Broker("the broker closed the connection".into()));
+        }
+        self.session
+            .handle_bytes(&self.buf[..n])
+            .map_err(|e| MioError::Broker(e.to_string()))
     }
 
     /// Takes the broker's bytes that already arrived, without waiting or turning the loop.
@@ -139,24 +145,15 @@ impl BrokerConn {
                 }
             }
         };
-        match n {
-            None => Ok(()),
-            Some(0) => Err(MioError::Broker("the broker closed the connection".into())),
-            Some(n) => self
-                .session
-                .handle_bytes(&self.buf[..n])
-                .map_err(|e| MioError::Broker(e.to_string())),
-        }
+        n.map_or(Ok(()), |n| self.feed(n))
     }
 
     /// Closes the link; a stream is finished (every byte acknowledged) within `timeout`.
     fn close(self, timeout: Duration) -> Result<()> {
         match self.link {
             Link::Stream(stream) => stream.finish(timeout),
-            Link::Local(local) => {
-                drop(local);
-                Ok(())
-            }
+            // Dropping the link disconnects the in-process client.
+            Link::Local(_) => Ok(()),
         }
     }
 }

@@ -33,10 +33,10 @@ pub(crate) fn pilotctl() -> PathBuf {
     let root = workspace_root();
     let host = host_triple();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-    for flag in daemon_rustflags(&host) {
-        rustflags = format!("{rustflags} {flag}").trim().to_owned();
-    }
+    let mut flags = daemon_rustflags(&host);
+    let inherited = std::env::var("RUSTFLAGS").unwrap_or_default();
+    flags.insert(0, inherited.as_str());
+    let rustflags = flags.join(" ").trim().to_owned();
     eprintln!(
         "perf_table: RUSTFLAGS={rustflags:?} cargo build --profile daemon --target {host} \
          -p pilot-tokio --bin pilotctl"
